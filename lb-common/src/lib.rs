@@ -1,0 +1,214 @@
+//! Types shared by the XDP programs (`lb-ebpf`) and the daemon (`lb-daemon`).
+//!
+//! Every map key and value here is `#[repr(C)]`, holds only fixed-width
+//! integers and byte arrays, and spells its padding out as a zeroed field:
+//! the kernel hashes keys byte for byte, so garbage padding would make
+//! lookups miss. A `const` assertion pins the size of each type.
+//!
+//! Byte order is part of the name: `_be` fields hold network byte order
+//! exactly as on the wire; addresses are byte arrays in wire order.
+#![no_std]
+
+pub mod hash;
+pub mod stats;
+
+pub use hash::{flow_hash_v4, flow_hash_v6};
+
+/// IP protocol numbers used by the data plane.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const IPIP: u8 = 4;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const IPV6: u8 = 41;
+    pub const IPV6_FRAGMENT: u8 = 44;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// Names of the maps and globals in the balancer object (`lb-balancer`).
+pub mod names {
+    pub const PROGRAM: &str = "lb_balancer";
+    pub const VIPS_V4: &str = "VIPS_V4";
+    pub const VIPS_V6: &str = "VIPS_V6";
+    pub const RINGS: &str = "RINGS";
+    pub const BACKENDS: &str = "BACKENDS";
+    pub const FLOWS_V4: &str = "FLOWS_V4";
+    pub const FLOWS_V6: &str = "FLOWS_V6";
+    pub const STATS: &str = "STATS";
+    pub const VIP_STATS: &str = "VIP_STATS";
+    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Global: number of slots in one Maglev ring (a prime).
+    pub const RING_SIZE: &str = "RING_SIZE";
+    /// Global: base of the IPv4 tunnel source addresses (`[u8; 4]`); the
+    /// low 16 bits are replaced by the flow hash.
+    pub const TUNNEL_SOURCE_V4: &str = "TUNNEL_SOURCE_V4";
+    /// Global: base of the IPv6 tunnel source addresses (`[u8; 16]`); the
+    /// low 32 bits are replaced by the flow hash.
+    pub const TUNNEL_SOURCE_V6: &str = "TUNNEL_SOURCE_V6";
+
+    /// The backend-side decapsulation object (`lb-decap`).
+    pub const DECAP_PROGRAM: &str = "lb_decap";
+    pub const DECAP_VIPS_V4: &str = "DECAP_VIPS_V4";
+    pub const DECAP_VIPS_V6: &str = "DECAP_VIPS_V6";
+    pub const DECAP_STATS: &str = "DECAP_STATS";
+}
+
+/// Default sizes of the balancer's maps; the daemon may resize them at load.
+pub mod limits {
+    /// Virtual servers (each owns two rings, see [`crate::VipMeta::ring_id`]).
+    pub const MAX_VIPS: u32 = 64;
+    /// Backend slots; id 0 is never used so that an empty ring slot reads 0.
+    pub const MAX_BACKENDS: u32 = 16_384;
+    pub const FLOW_TABLE_SIZE: u32 = 1 << 20;
+    pub const RING_SIZE: u32 = 65_537;
+    pub const DECAP_VIPS: u32 = 1024;
+}
+
+/// `Vip4Key::kind` / `Vip6Key::kind`: a lookup by destination port. Port 0
+/// is the catch-all entry of an address, tried when no exact port matches.
+pub const VIP_KIND_PORT: u8 = 0;
+/// `kind` of the entry that IP fragments of an address are balanced by.
+/// Fragments after the first carry no ports, so every fragment of a datagram
+/// is hashed on (source, destination, protocol) only and looked up under
+/// port 0 with this kind; the daemon points this entry at the address's
+/// port-0 virtual server, or else at the one with the lowest port.
+pub const VIP_KIND_FRAGMENT: u8 = 1;
+
+/// Key of the IPv4 VIP map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip4Key {
+    pub addr: [u8; 4],
+    pub port_be: u16,
+    pub proto: u8,
+    pub kind: u8,
+}
+
+/// Key of the IPv6 VIP map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip6Key {
+    pub addr: [u8; 16],
+    pub port_be: u16,
+    pub proto: u8,
+    pub kind: u8,
+}
+
+/// `VipMeta::flags`: forward by L2 DSR (rewrite the destination MAC) instead
+/// of IP-in-IP / IPv6 tunnelling.
+pub const VIP_FLAG_DSR: u32 = 1 << 0;
+
+/// Value of the VIP maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Index into `VIP_STATS`, and owner tag of this VIP's backends.
+    pub vip_index: u32,
+    /// The active ring: slots `ring_id * RING_SIZE ..` of `RINGS`. Each VIP
+    /// owns rings `2 * vip_index` and `2 * vip_index + 1`; the daemon writes
+    /// the inactive one and then flips this field, so no packet sees a
+    /// half-written ring.
+    pub ring_id: u32,
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// `Backend::flags`: the backend may receive packets. A backend without it
+/// gets no packets, even of established flows: they re-hash.
+pub const BACKEND_FLAG_UP: u8 = 1 << 0;
+
+/// Value of `BACKENDS`, indexed by backend id (id 0 is never used).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// IPv4 in the first four bytes, or IPv6; wire order.
+    pub addr: [u8; 16],
+    /// Ethernet destination: the backend itself (dsr) or the next hop
+    /// towards it (tunnel), from the kernel's neighbour table.
+    pub mac: [u8; 6],
+    pub family: u8,
+    pub flags: u8,
+    /// The VIP this backend serves; a flow whose entry names a backend of
+    /// another VIP (an id reused after removal) re-hashes.
+    pub vip_index: u32,
+    pub _reserved: u32,
+}
+
+/// Key of the IPv4 flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow4Key {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Key of the IPv6 flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow6Key {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of the flow tables: the backend a flow is pinned to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub backend_id: u32,
+}
+
+/// Packets and bytes (per CPU in the maps; summed by the daemon).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Per-VIP counters: packets and bytes forwarded, and flows created.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipCounter {
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Vip4Key>() == 8);
+    assert!(core::mem::size_of::<Vip6Key>() == 20);
+    assert!(core::mem::size_of::<VipMeta>() == 16);
+    assert!(core::mem::size_of::<Backend>() == 32);
+    assert!(core::mem::size_of::<Flow4Key>() == 16);
+    assert!(core::mem::size_of::<Flow6Key>() == 40);
+    assert!(core::mem::size_of::<FlowEntry>() == 4);
+    assert!(core::mem::size_of::<Counter>() == 16);
+    assert!(core::mem::size_of::<VipCounter>() == 24);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], made only of integers and byte
+    // arrays, with no implicit padding (sizes are asserted above).
+    unsafe impl aya::Pod for Vip4Key {}
+    unsafe impl aya::Pod for Vip6Key {}
+    unsafe impl aya::Pod for VipMeta {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for Flow4Key {}
+    unsafe impl aya::Pod for Flow6Key {}
+    unsafe impl aya::Pod for FlowEntry {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for VipCounter {}
+}
