@@ -1,0 +1,1 @@
+//! Configuration: the TOML file, parsed and validated into typed structures.

@@ -1,0 +1,1 @@
+//! The XDP data plane: loading, attaching and programming the BPF maps.

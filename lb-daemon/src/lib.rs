@@ -1,0 +1,8 @@
+//! The load balancer daemon as a library: the binary (`src/main.rs`), the
+//! tests and the benchmarks all use these modules.
+
+pub mod cmd;
+pub mod config;
+pub mod dataplane;
+pub mod maglev;
+pub mod vrrp;
