@@ -1,3 +1,10 @@
-//! The XDP programs' shared code: packet access, header layouts, checksums,
-//! maps. The programs themselves are the binaries in `src/bin`.
+//! Code shared by the XDP programs: bounds-checked packet access, header
+//! layouts and checksums. The programs are the binaries under `src/bin`:
+//! `lb-balancer` (the load balancer), `lb-decap` (backend-side tunnel
+//! decapsulation) and `lb-pass` (XDP_PASS, for lab bridge ports and as the
+//! benchmark baseline).
 #![no_std]
+
+pub mod checksum;
+pub mod headers;
+pub mod packet;
