@@ -52,16 +52,19 @@ impl Inner {
 pub fn send(
     ctx: &XdpContext,
     vip: &VipMeta,
-    selected: Option<Selected>,
+    selected: Selected,
     inner: &Inner,
 ) -> Result<Verdict, Truncated> {
-    let Some(selected) = selected else {
+    if selected.backend.is_null() {
         return Ok(Verdict::drop(stats::DROP_NO_BACKEND));
-    };
+    }
+    // SAFETY: non-null pointers in `Selected` come from BACKENDS lookups
+    // and stay valid for the program run (array values are never freed).
+    let backend = unsafe { &*selected.backend };
     let bytes = frame_len(ctx);
     count_vip(vip.vip_index, bytes, selected.new_flow);
     count(&BACKEND_STATS, selected.id, bytes);
-    forward(ctx, vip, selected.backend, inner)
+    forward(ctx, vip, backend, inner)
 }
 
 /// Forwards the packet to `backend` as the VIP's mode says.

@@ -125,10 +125,10 @@ fn fragment(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Tru
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
     let hash = flow_hash_v4(ip.src, ip.dst, 0, 0, ip.proto);
-    let selected = select::from_ring(vip, hash).map(|s| Selected {
+    let selected = Selected {
         new_flow: false,
-        ..s
-    });
+        ..select::from_ring(vip, hash)
+    };
     count(&STATS, stats::FRAGMENTS, 0);
     send(
         ctx,

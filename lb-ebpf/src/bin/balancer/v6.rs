@@ -109,10 +109,10 @@ fn fragment(
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
     let hash = flow_hash_v6(&ip.src, &ip.dst, 0, 0, upper);
-    let selected = select::from_ring(vip, hash).map(|s| Selected {
+    let selected = Selected {
         new_flow: false,
-        ..s
-    });
+        ..select::from_ring(vip, hash)
+    };
     count(&STATS, stats::FRAGMENTS, 0);
     let tos = traffic_class(ip.vtc_flow_be);
     send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))

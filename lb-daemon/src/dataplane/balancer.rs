@@ -1,0 +1,143 @@
+//! The balancer program: loaded from the embedded object with the map
+//! sizes and globals of the configuration, attached through rtnetlink.
+use std::{net::Ipv4Addr, net::Ipv6Addr, os::fd::AsFd};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, Xdp},
+};
+use lb_common::{limits, names};
+
+use super::{
+    Error, Result, XdpMode, attach,
+    maps::BpfMaps,
+    object,
+    programmer::{Capacity, Programmer},
+};
+
+/// Sizes and settings fixed when the program is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Slots per Maglev ring (prime).
+    pub ring_size: u32,
+    /// Virtual servers the maps have room for.
+    pub max_vips: u32,
+    /// Backend slots (across all virtual servers).
+    pub max_backends: u32,
+    /// Entries of each flow table (IPv4 and IPv6).
+    pub flow_table_size: u32,
+    /// Outer IPv4 sources are `a.b.x.y` with `x.y` from the flow hash.
+    pub tunnel_source_v4: Ipv4Addr,
+    /// Outer IPv6 sources keep the first 96 bits of this address.
+    pub tunnel_source_v6: Ipv6Addr,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            ring_size: limits::RING_SIZE,
+            max_vips: limits::MAX_VIPS,
+            max_backends: limits::MAX_BACKENDS,
+            flow_table_size: limits::FLOW_TABLE_SIZE,
+            tunnel_source_v4: Ipv4Addr::new(172, 16, 0, 0),
+            tunnel_source_v6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+        }
+    }
+}
+
+impl LoadOptions {
+    fn capacity(&self) -> Capacity {
+        Capacity {
+            ring_size: self.ring_size,
+            max_vips: self.max_vips,
+            max_backends: self.max_backends,
+        }
+    }
+}
+
+/// The loaded balancer: its program and the programmer of its maps.
+pub struct Balancer {
+    ebpf: Ebpf,
+    programmer: Programmer<BpfMaps>,
+}
+
+impl Balancer {
+    /// Loads the program into the kernel (not attached yet). A verifier
+    /// rejection comes back with the verifier's log in the error.
+    pub fn load(options: &LoadOptions) -> Result<Self> {
+        if !crate::maglev::is_prime(options.ring_size) {
+            return Err(Error::Invalid(format!(
+                "ring size {} is not prime",
+                options.ring_size
+            )));
+        }
+        let rings = 2u64 * u64::from(options.max_vips) * u64::from(options.ring_size);
+        let rings = u32::try_from(rings)
+            .map_err(|_| Error::Invalid("max_vips * ring_size is too large".into()))?;
+        let tunnel_v4 = options.tunnel_source_v4.octets();
+        let tunnel_v6 = options.tunnel_source_v6.octets();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::RING_SIZE, &options.ring_size, true)
+            .override_global(names::TUNNEL_SOURCE_V4, &tunnel_v4, true)
+            .override_global(names::TUNNEL_SOURCE_V6, &tunnel_v6, true)
+            .map_max_entries(names::VIPS_V4, 2 * options.max_vips)
+            .map_max_entries(names::VIPS_V6, 2 * options.max_vips)
+            .map_max_entries(names::RINGS, rings)
+            .map_max_entries(names::VIP_STATS, options.max_vips)
+            .map_max_entries(names::BACKENDS, options.max_backends)
+            .map_max_entries(names::BACKEND_STATS, options.max_backends)
+            .map_max_entries(names::FLOWS_V4, options.flow_table_size)
+            .map_max_entries(names::FLOWS_V6, options.flow_table_size)
+            .load(object::BALANCER)?;
+        program_mut(&mut ebpf)?.load()?;
+        let maps = BpfMaps::new(|name| ebpf.take_map(name))?;
+        Ok(Self {
+            ebpf,
+            programmer: Programmer::new(maps, options.capacity()),
+        })
+    }
+
+    /// The XDP program (for BPF_PROG_TEST_RUN and attaching).
+    pub fn program(&self) -> Result<&Xdp> {
+        let program = self
+            .ebpf
+            .program(names::PROGRAM)
+            .ok_or(Error::Missing(names::PROGRAM))?;
+        program.try_into().map_err(Error::from)
+    }
+
+    /// Attaches to the interface `ifindex` of this thread's namespace. The
+    /// program stays attached when this process exits.
+    pub fn attach(&self, ifindex: u32, mode: XdpMode) -> Result<XdpMode> {
+        let program = self.program()?;
+        let fd = program.fd()?;
+        attach::attach(ifindex, fd.as_fd(), mode)
+    }
+
+    /// Instructions the verifier processed when it accepted the program.
+    pub fn verified_instructions(&self) -> Result<Option<u32>> {
+        Ok(self.program()?.info()?.verified_instruction_count())
+    }
+
+    pub fn programmer(&self) -> &Programmer<BpfMaps> {
+        &self.programmer
+    }
+
+    pub fn programmer_mut(&mut self) -> &mut Programmer<BpfMaps> {
+        &mut self.programmer
+    }
+
+    /// The program's maps (counters).
+    pub fn maps(&self) -> &BpfMaps {
+        self.programmer.maps()
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    let program = ebpf
+        .program_mut(names::PROGRAM)
+        .ok_or(Error::Missing(names::PROGRAM))?;
+    program
+        .try_into()
+        .map_err(|e: ProgramError| Error::Program(e))
+}

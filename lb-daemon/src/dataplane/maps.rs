@@ -1,0 +1,192 @@
+//! The interface through which the map-programming code writes, so that
+//! the [`super::Programmer`] runs the same against the kernel's maps
+//! ([`BpfMaps`]) and in memory in unit tests ([`MemoryMaps`]).
+use std::collections::HashMap;
+
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+use lb_common::{Backend, Counter, Vip4Key, Vip6Key, VipCounter, VipMeta, names, stats};
+
+use super::{Error, Result, map_err};
+
+/// A key of either VIP map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VipKey {
+    V4(Vip4Key),
+    V6(Vip6Key),
+}
+
+/// Writes to the balancer's maps. Each call is one atomic map update.
+pub trait MapWriter {
+    fn set_vip(&mut self, key: VipKey, meta: VipMeta) -> Result<()>;
+    fn remove_vip(&mut self, key: VipKey) -> Result<()>;
+    fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()>;
+    /// Writes `(index, backend_id)` pairs into the flat `RINGS` array.
+    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()>;
+}
+
+/// Counters summed over all CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Indexed by `lb_common::stats`.
+    pub stats: Vec<Counter>,
+    /// Indexed by VIP index.
+    pub vips: Vec<VipCounter>,
+    /// Indexed by backend id.
+    pub backends: Vec<Counter>,
+}
+
+/// The balancer's maps in the kernel.
+pub struct BpfMaps {
+    vips_v4: BpfHashMap<MapData, Vip4Key, VipMeta>,
+    vips_v6: BpfHashMap<MapData, Vip6Key, VipMeta>,
+    backends: Array<MapData, Backend>,
+    rings: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, Counter>,
+    vip_stats: PerCpuArray<MapData, VipCounter>,
+    backend_stats: PerCpuArray<MapData, Counter>,
+}
+
+impl BpfMaps {
+    /// Takes the maps out of a map lookup by name (a freshly loaded object
+    /// or the maps of an adopted program).
+    pub fn new(mut take: impl FnMut(&'static str) -> Option<Map>) -> Result<Self> {
+        fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+            take: &mut impl FnMut(&'static str) -> Option<Map>,
+            name: &'static str,
+        ) -> Result<T> {
+            let map = take(name).ok_or(Error::Missing(name))?;
+            T::try_from(map).map_err(map_err(name))
+        }
+        Ok(Self {
+            vips_v4: typed(&mut take, names::VIPS_V4)?,
+            vips_v6: typed(&mut take, names::VIPS_V6)?,
+            backends: typed(&mut take, names::BACKENDS)?,
+            rings: typed(&mut take, names::RINGS)?,
+            stats: typed(&mut take, names::STATS)?,
+            vip_stats: typed(&mut take, names::VIP_STATS)?,
+            backend_stats: typed(&mut take, names::BACKEND_STATS)?,
+        })
+    }
+
+    /// All counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        fn sum_counter(values: &aya::maps::PerCpuValues<Counter>) -> Counter {
+            values.iter().fold(Counter::default(), |a, c| Counter {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            })
+        }
+        let mut out = Counters::default();
+        for index in 0..stats::COUNT {
+            let values = self.stats.get(&index, 0).map_err(map_err(names::STATS))?;
+            out.stats.push(sum_counter(&values));
+        }
+        for index in 0..self.vip_stats.len() {
+            let values = self
+                .vip_stats
+                .get(&index, 0)
+                .map_err(map_err(names::VIP_STATS))?;
+            out.vips.push(
+                values
+                    .iter()
+                    .fold(VipCounter::default(), |a, c| VipCounter {
+                        packets: a.packets + c.packets,
+                        bytes: a.bytes + c.bytes,
+                        flows: a.flows + c.flows,
+                    }),
+            );
+        }
+        for index in 0..self.backend_stats.len() {
+            let values = self
+                .backend_stats
+                .get(&index, 0)
+                .map_err(map_err(names::BACKEND_STATS))?;
+            out.backends.push(sum_counter(&values));
+        }
+        Ok(out)
+    }
+
+    /// One verdict or event counter, summed over CPUs.
+    pub fn stat(&self, index: u32) -> Result<Counter> {
+        let values = self.stats.get(&index, 0).map_err(map_err(names::STATS))?;
+        Ok(values.iter().fold(Counter::default(), |a, c| Counter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+        }))
+    }
+
+    /// Number of backend slots (the `BACKENDS` map size).
+    pub fn backend_capacity(&self) -> u32 {
+        self.backends.len()
+    }
+}
+
+impl MapWriter for BpfMaps {
+    fn set_vip(&mut self, key: VipKey, meta: VipMeta) -> Result<()> {
+        match key {
+            VipKey::V4(key) => self
+                .vips_v4
+                .insert(key, meta, 0)
+                .map_err(map_err(names::VIPS_V4)),
+            VipKey::V6(key) => self
+                .vips_v6
+                .insert(key, meta, 0)
+                .map_err(map_err(names::VIPS_V6)),
+        }
+    }
+
+    fn remove_vip(&mut self, key: VipKey) -> Result<()> {
+        match key {
+            VipKey::V4(key) => self.vips_v4.remove(&key).map_err(map_err(names::VIPS_V4)),
+            VipKey::V6(key) => self.vips_v6.remove(&key).map_err(map_err(names::VIPS_V6)),
+        }
+    }
+
+    fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()> {
+        self.backends
+            .set(id, backend, 0)
+            .map_err(map_err(names::BACKENDS))
+    }
+
+    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
+        for (index, id) in slots {
+            self.rings
+                .set(*index, *id, 0)
+                .map_err(map_err(names::RINGS))?;
+        }
+        Ok(())
+    }
+}
+
+/// The maps as plain collections, for tests of the programming logic.
+#[derive(Debug, Default)]
+pub struct MemoryMaps {
+    pub vips: HashMap<VipKey, VipMeta>,
+    pub backends: HashMap<u32, Backend>,
+    pub rings: HashMap<u32, u32>,
+    /// Number of ring slots written so far (to check minimal updates).
+    pub ring_writes: usize,
+}
+
+impl MapWriter for MemoryMaps {
+    fn set_vip(&mut self, key: VipKey, meta: VipMeta) -> Result<()> {
+        self.vips.insert(key, meta);
+        Ok(())
+    }
+
+    fn remove_vip(&mut self, key: VipKey) -> Result<()> {
+        self.vips.remove(&key);
+        Ok(())
+    }
+
+    fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()> {
+        self.backends.insert(id, backend);
+        Ok(())
+    }
+
+    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
+        self.ring_writes += slots.len();
+        self.rings.extend(slots.iter().copied());
+        Ok(())
+    }
+}

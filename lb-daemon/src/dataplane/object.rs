@@ -1,0 +1,10 @@
+//! The XDP objects built by `build.rs` from `lb-ebpf`, embedded in the
+//! binary so the daemon is one file to deploy.
+use aya::include_bytes_aligned;
+
+/// The balancer (`lb_balancer`).
+pub static BALANCER: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-balancer"));
+/// The backend-side decapsulation program (`lb_decap`).
+pub static DECAP: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-decap"));
+/// XDP_PASS only (`lb_pass`): lab bridge ports and benchmark baseline.
+pub static PASS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-pass"));

@@ -1,0 +1,520 @@
+//! Turns virtual servers and their backends into the balancer's map
+//! entries: VIP entries, backend slots and Maglev rings.
+//!
+//! Ring swaps are atomic: each VIP owns two rings; a change is written into
+//! the inactive one (only the slots that differ from what that ring holds)
+//! and then the VIP entry is replaced with one naming it, in one map
+//! update. A packet sees either the whole old ring or the whole new one.
+//!
+//! Order of writes on a change: new backends first, then the ring, then the
+//! VIP entry, and only then are removed backends marked down, so no packet
+//! is ever pointed at a backend slot that is not yet, or no longer, valid.
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use lb_common::{
+    BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT,
+    Vip4Key, Vip6Key, VipMeta,
+};
+
+use super::{
+    Error, Result,
+    maps::{MapWriter, VipKey},
+};
+use crate::maglev;
+
+/// How packets reach the backends of a virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forwarding {
+    /// IP-in-IP or IPv6 tunnel to the backend (any L3 path).
+    Tunnel,
+    /// Destination MAC rewritten to the backend's (same L2 segment).
+    Dsr,
+}
+
+/// A virtual server as the data plane sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipId {
+    pub address: IpAddr,
+    /// 0: all ports.
+    pub port: u16,
+    /// IP protocol number (TCP or UDP).
+    pub protocol: u8,
+}
+
+/// A virtual server: where it listens and how it forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipSpec {
+    pub id: VipId,
+    pub forwarding: Forwarding,
+}
+
+/// A backend of a virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub address: IpAddr,
+    /// Ethernet destination towards it (itself in dsr mode, the next hop
+    /// in tunnel mode).
+    pub mac: [u8; 6],
+    /// Maglev weight; 0 drains: no new flows, established flows stay.
+    pub weight: u32,
+    /// Health: a backend that is down gets no packets, and its flows move.
+    pub up: bool,
+}
+
+/// Sizes of the maps the programmer writes into.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    pub ring_size: u32,
+    pub max_vips: u32,
+    pub max_backends: u32,
+}
+
+struct VipState {
+    spec: VipSpec,
+    index: u32,
+    /// Which of the VIP's two rings (0 or 1) the VIP entry names.
+    active: u32,
+    backends: BTreeMap<IpAddr, (u32, BackendSpec)>,
+}
+
+/// Programs virtual servers into a [`MapWriter`].
+pub struct Programmer<M> {
+    maps: M,
+    capacity: Capacity,
+    vips: BTreeMap<VipId, VipState>,
+    free_vip_indices: VecDeque<u32>,
+    /// Backend ids are reused as late as possible (FIFO), id 0 never.
+    free_backend_ids: VecDeque<u32>,
+    /// What each ring in the kernel holds, by ring id, to write only the
+    /// slots that change. Rings never written hold zeros.
+    rings: HashMap<u32, Vec<u32>>,
+}
+
+impl<M: MapWriter> Programmer<M> {
+    pub fn new(maps: M, capacity: Capacity) -> Self {
+        Self {
+            maps,
+            capacity,
+            vips: BTreeMap::new(),
+            free_vip_indices: (0..capacity.max_vips).collect(),
+            free_backend_ids: (1..capacity.max_backends).collect(),
+            rings: HashMap::new(),
+        }
+    }
+
+    pub fn maps(&self) -> &M {
+        &self.maps
+    }
+
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// Adds or updates a virtual server with exactly these backends.
+    pub fn set(&mut self, spec: VipSpec, backends: &[BackendSpec]) -> Result<()> {
+        check(&spec, backends)?;
+        if !self.vips.contains_key(&spec.id) {
+            let index = self
+                .free_vip_indices
+                .pop_front()
+                .ok_or(Error::Full("virtual server"))?;
+            self.vips.insert(
+                spec.id,
+                VipState {
+                    spec,
+                    index,
+                    active: 0,
+                    backends: BTreeMap::new(),
+                },
+            );
+        }
+        let Self {
+            maps,
+            vips,
+            free_backend_ids,
+            rings,
+            capacity,
+            ..
+        } = self;
+        let vip = vips
+            .get_mut(&spec.id)
+            .ok_or(Error::Missing("virtual server"))?;
+        vip.spec = spec;
+
+        // 1. New and changed backends.
+        let mut removed: Vec<u32> = Vec::new();
+        let wanted: BTreeMap<IpAddr, BackendSpec> =
+            backends.iter().map(|b| (b.address, *b)).collect();
+        vip.backends.retain(|address, (id, _)| {
+            let keep = wanted.contains_key(address);
+            if !keep {
+                removed.push(*id);
+            }
+            keep
+        });
+        for (address, backend) in &wanted {
+            let id = match vip.backends.get(address) {
+                Some((id, old)) if old == backend => continue,
+                Some((id, _)) => *id,
+                None => free_backend_ids.pop_front().ok_or(Error::Full("backend"))?,
+            };
+            maps.set_backend(id, backend_entry(backend, vip.index))?;
+            vip.backends.insert(*address, (id, *backend));
+        }
+
+        // 2. The new ring, into the inactive half; 3. flip the VIP entry.
+        let members: Vec<maglev::Member> = vip
+            .backends
+            .values()
+            .filter(|(_, b)| b.up)
+            .map(|(id, b)| maglev::Member {
+                id: *id,
+                key: maglev::key_of(&b.address),
+                weight: b.weight,
+            })
+            .collect();
+        let table = maglev::build(&members, capacity.ring_size);
+        let next = 1 - vip.active;
+        let ring_id = 2 * vip.index + next;
+        write_ring(maps, rings, capacity.ring_size, ring_id, table)?;
+        maps.set_vip(
+            vip_key(&spec.id, VIP_KIND_PORT),
+            meta(vip.index, ring_id, &spec),
+        )?;
+        vip.active = next;
+
+        // 4. Backends that left: down, so their flows re-hash; ids recycled.
+        for id in removed {
+            maps.set_backend(id, Backend::default())?;
+            free_backend_ids.push_back(id);
+        }
+        self.update_fragment_entry(spec.id.address, spec.id.protocol)
+    }
+
+    /// Removes a virtual server: its entry first, then its backends.
+    pub fn remove(&mut self, id: &VipId) -> Result<()> {
+        let Some(vip) = self.vips.remove(id) else {
+            return Ok(());
+        };
+        self.maps.remove_vip(vip_key(id, VIP_KIND_PORT))?;
+        self.update_fragment_entry(id.address, id.protocol)?;
+        for (backend_id, _) in vip.backends.values() {
+            self.maps.set_backend(*backend_id, Backend::default())?;
+            self.free_backend_ids.push_back(*backend_id);
+        }
+        self.free_vip_indices.push_back(vip.index);
+        Ok(())
+    }
+
+    /// The virtual servers currently programmed.
+    pub fn vips(&self) -> impl Iterator<Item = &VipId> {
+        self.vips.keys()
+    }
+
+    /// The VIP's index (into `VIP_STATS`).
+    pub fn vip_index(&self, id: &VipId) -> Option<u32> {
+        self.vips.get(id).map(|v| v.index)
+    }
+
+    /// The backend id of `address` in virtual server `id`.
+    pub fn backend_id(&self, id: &VipId, address: &IpAddr) -> Option<u32> {
+        self.vips.get(id)?.backends.get(address).map(|(b, _)| *b)
+    }
+
+    /// The VIP's active ring: backend ids by slot.
+    pub fn ring(&self, id: &VipId) -> Option<&[u32]> {
+        let vip = self.vips.get(id)?;
+        self.rings
+            .get(&(2 * vip.index + vip.active))
+            .map(Vec::as_slice)
+    }
+
+    /// Points the fragment entry of (address, protocol) at the port-0
+    /// virtual server of that address, or else at the one with the lowest
+    /// port (see `lb_common::VIP_KIND_FRAGMENT`), or removes it.
+    fn update_fragment_entry(&mut self, address: IpAddr, protocol: u8) -> Result<()> {
+        let first = self
+            .vips
+            .values()
+            .filter(|v| v.spec.id.address == address && v.spec.id.protocol == protocol)
+            .min_by_key(|v| v.spec.id.port);
+        let key_id = VipId {
+            address,
+            port: 0,
+            protocol,
+        };
+        let key = vip_key(&key_id, VIP_KIND_FRAGMENT);
+        match first {
+            Some(vip) => {
+                let ring_id = 2 * vip.index + vip.active;
+                self.maps.set_vip(key, meta(vip.index, ring_id, &vip.spec))
+            }
+            None => self.maps.remove_vip(key),
+        }
+    }
+}
+
+/// Rejects combinations the data plane cannot forward.
+fn check(spec: &VipSpec, backends: &[BackendSpec]) -> Result<()> {
+    for backend in backends {
+        if spec.forwarding == Forwarding::Dsr
+            && backend.address.is_ipv4() != spec.id.address.is_ipv4()
+        {
+            return Err(Error::Invalid(format!(
+                "dsr virtual server {} cannot forward to {}: the families differ",
+                spec.id.address, backend.address
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `table` into ring `ring_id`, only the slots that differ.
+fn write_ring(
+    maps: &mut impl MapWriter,
+    rings: &mut HashMap<u32, Vec<u32>>,
+    ring_size: u32,
+    ring_id: u32,
+    table: Vec<u32>,
+) -> Result<()> {
+    let current = rings
+        .entry(ring_id)
+        .or_insert_with(|| vec![0; ring_size as usize]);
+    let base = ring_id * ring_size;
+    let changes: Vec<(u32, u32)> = table
+        .iter()
+        .zip(current.iter())
+        .enumerate()
+        .filter(|(_, (new, old))| new != old)
+        .map(|(slot, (new, _))| (base + slot as u32, *new))
+        .collect();
+    maps.set_ring_slots(&changes)?;
+    *current = table;
+    Ok(())
+}
+
+fn vip_key(id: &VipId, kind: u8) -> VipKey {
+    let port_be = id.port.to_be();
+    match id.address {
+        IpAddr::V4(a) => VipKey::V4(Vip4Key {
+            addr: a.octets(),
+            port_be,
+            proto: id.protocol,
+            kind,
+        }),
+        IpAddr::V6(a) => VipKey::V6(Vip6Key {
+            addr: a.octets(),
+            port_be,
+            proto: id.protocol,
+            kind,
+        }),
+    }
+}
+
+fn meta(index: u32, ring_id: u32, spec: &VipSpec) -> VipMeta {
+    VipMeta {
+        vip_index: index,
+        ring_id,
+        flags: match spec.forwarding {
+            Forwarding::Tunnel => 0,
+            Forwarding::Dsr => VIP_FLAG_DSR,
+        },
+        _reserved: 0,
+    }
+}
+
+fn backend_entry(backend: &BackendSpec, vip_index: u32) -> Backend {
+    let (addr, family) = match backend.address {
+        IpAddr::V4(a) => {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&a.octets());
+            (addr, FAMILY_V4)
+        }
+        IpAddr::V6(a) => (a.octets(), FAMILY_V6),
+    };
+    Backend {
+        addr,
+        mac: backend.mac,
+        family,
+        flags: if backend.up { BACKEND_FLAG_UP } else { 0 },
+        vip_index,
+        _reserved: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::dataplane::maps::MemoryMaps;
+
+    const RING: u32 = 1009;
+
+    fn programmer() -> Programmer<MemoryMaps> {
+        Programmer::new(
+            MemoryMaps::default(),
+            Capacity {
+                ring_size: RING,
+                max_vips: 4,
+                max_backends: 64,
+            },
+        )
+    }
+
+    fn vip(port: u16) -> VipSpec {
+        VipSpec {
+            id: VipId {
+                address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100)),
+                port,
+                protocol: 6,
+            },
+            forwarding: Forwarding::Tunnel,
+        }
+    }
+
+    fn backend(last: u8, weight: u32) -> BackendSpec {
+        BackendSpec {
+            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+            mac: [2, 0, 0, 0, 0, last],
+            weight,
+            up: true,
+        }
+    }
+
+    fn active_meta(p: &Programmer<MemoryMaps>, spec: &VipSpec) -> VipMeta {
+        p.maps().vips[&vip_key(&spec.id, VIP_KIND_PORT)]
+    }
+
+    /// What the kernel would see: the ring the VIP entry names, read from
+    /// the written slots.
+    fn kernel_ring(p: &Programmer<MemoryMaps>, spec: &VipSpec) -> Vec<u32> {
+        let ring_id = active_meta(p, spec).ring_id;
+        (0..RING)
+            .map(|slot| {
+                p.maps()
+                    .rings
+                    .get(&(ring_id * RING + slot))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vip_entry_names_a_complete_ring() {
+        let mut p = programmer();
+        let spec = vip(80);
+        p.set(
+            spec,
+            &[backend(11, 100), backend(12, 100), backend(13, 100)],
+        )
+        .unwrap();
+        let ring = kernel_ring(&p, &spec);
+        assert!(ring.iter().all(|id| *id != 0));
+        assert_eq!(Some(ring.as_slice()), p.ring(&spec.id));
+        for id in ring {
+            let b = p.maps().backends[&id];
+            assert_eq!(b.flags & BACKEND_FLAG_UP, BACKEND_FLAG_UP);
+            assert_eq!(b.vip_index, p.vip_index(&spec.id).unwrap());
+        }
+    }
+
+    #[test]
+    fn changes_flip_rings_and_write_only_changed_slots() {
+        let mut p = programmer();
+        let spec = vip(80);
+        let three = [backend(11, 100), backend(12, 100), backend(13, 100)];
+        p.set(spec, &three).unwrap();
+        let first_ring = active_meta(&p, &spec).ring_id;
+        p.set(spec, &three[..2]).unwrap();
+        let second_ring = active_meta(&p, &spec).ring_id;
+        assert_ne!(
+            first_ring, second_ring,
+            "a change is written into the other ring"
+        );
+        p.set(spec, &three).unwrap();
+        assert_eq!(active_meta(&p, &spec).ring_id, first_ring);
+        // Back to two: the inactive ring already holds that table, so the
+        // flip writes no slot at all.
+        let writes = p.maps().ring_writes;
+        p.set(spec, &three[..2]).unwrap();
+        assert_eq!(active_meta(&p, &spec).ring_id, second_ring);
+        assert_eq!(p.maps().ring_writes, writes);
+    }
+
+    #[test]
+    fn removed_backend_is_marked_down_after_the_flip() {
+        let mut p = programmer();
+        let spec = vip(80);
+        p.set(spec, &[backend(11, 100), backend(12, 100)]).unwrap();
+        let gone = p.backend_id(&spec.id, &backend(12, 100).address).unwrap();
+        p.set(spec, &[backend(11, 100)]).unwrap();
+        assert_eq!(p.maps().backends[&gone].flags, 0);
+        assert!(!kernel_ring(&p, &spec).contains(&gone));
+    }
+
+    #[test]
+    fn drain_keeps_backend_up_but_out_of_the_ring() {
+        let mut p = programmer();
+        let spec = vip(80);
+        p.set(spec, &[backend(11, 100), backend(12, 0)]).unwrap();
+        let drained = p.backend_id(&spec.id, &backend(12, 0).address).unwrap();
+        assert_eq!(p.maps().backends[&drained].flags, BACKEND_FLAG_UP);
+        assert!(!kernel_ring(&p, &spec).contains(&drained));
+    }
+
+    #[test]
+    fn down_backend_is_out_of_the_ring_and_flagged() {
+        let mut p = programmer();
+        let spec = vip(80);
+        let mut sick = backend(12, 100);
+        sick.up = false;
+        p.set(spec, &[backend(11, 100), sick]).unwrap();
+        let id = p.backend_id(&spec.id, &sick.address).unwrap();
+        assert_eq!(p.maps().backends[&id].flags, 0);
+        assert!(!kernel_ring(&p, &spec).contains(&id));
+    }
+
+    #[test]
+    fn fragment_entry_follows_port_zero_or_lowest_port() {
+        let mut p = programmer();
+        let (web, dns) = (vip(443), vip(80));
+        p.set(web, &[backend(11, 100)]).unwrap();
+        p.set(dns, &[backend(12, 100)]).unwrap();
+        let fragment_key = vip_key(&vip(0).id, VIP_KIND_FRAGMENT);
+        let lowest = p.maps().vips[&fragment_key];
+        assert_eq!(lowest, active_meta(&p, &dns));
+        let all = vip(0);
+        p.set(all, &[backend(13, 100)]).unwrap();
+        assert_eq!(p.maps().vips[&fragment_key], active_meta(&p, &all));
+        for spec in [web, dns, all] {
+            p.remove(&spec.id).unwrap();
+        }
+        assert!(p.maps().vips.is_empty());
+    }
+
+    #[test]
+    fn capacity_is_enforced() {
+        let mut p = programmer();
+        for port in 1..=4 {
+            p.set(vip(port), &[]).unwrap();
+        }
+        assert!(matches!(p.set(vip(5), &[]), Err(Error::Full(_))));
+        p.remove(&vip(1).id).unwrap();
+        p.set(vip(5), &[]).unwrap();
+    }
+
+    #[test]
+    fn dsr_needs_one_family() {
+        let mut p = programmer();
+        let mut spec = vip(80);
+        spec.forwarding = Forwarding::Dsr;
+        let mut v6 = backend(11, 100);
+        v6.address = "2001:db8::11".parse().unwrap();
+        assert!(matches!(p.set(spec, &[v6]), Err(Error::Invalid(_))));
+    }
+}

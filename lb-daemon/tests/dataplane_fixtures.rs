@@ -1,0 +1,619 @@
+//! The balancer program on crafted packets through BPF_PROG_TEST_RUN:
+//! for each fixture, the verdict, the exact bytes that come out, and the
+//! counter that accounts for it. Runs as root.
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
+use lb_common::{flow_hash_v4, flow_hash_v6, proto, stats};
+use lb_daemon::dataplane::{
+    BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
+    programmer::VipId,
+    test_run::{self, action},
+};
+use support::packets::{self, CLIENT_V4, CLIENT_V6, hex};
+
+const RING: u32 = 1009;
+const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP4_ANY_PORT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const VIP6_ANY_PORT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101);
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+}
+
+fn v6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last))
+}
+
+fn backend(address: IpAddr) -> BackendSpec {
+    let last = match address {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    BackendSpec {
+        address,
+        mac: [
+            0x02,
+            0xbe,
+            0,
+            0,
+            if address.is_ipv4() { 4 } else { 6 },
+            last,
+        ],
+        weight: 100,
+        up: true,
+    }
+}
+
+fn vip(address: IpAddr, port: u16, protocol: u8, forwarding: Forwarding) -> VipSpec {
+    VipSpec {
+        id: VipId {
+            address,
+            port,
+            protocol,
+        },
+        forwarding,
+    }
+}
+
+/// The virtual servers every fixture runs against.
+struct Setup {
+    balancer: Balancer,
+    web4: VipSpec,
+    dns4: VipSpec,
+    web6: VipSpec,
+    any4: VipSpec,
+    any6: VipSpec,
+}
+
+fn setup() -> Setup {
+    support::require_root();
+    let mut balancer = Balancer::load(&LoadOptions {
+        ring_size: RING,
+        max_vips: 8,
+        max_backends: 64,
+        flow_table_size: 4096,
+        ..LoadOptions::default()
+    })
+    .expect("load the balancer");
+    let web4 = vip(IpAddr::V4(VIP4), 80, proto::TCP, Forwarding::Tunnel);
+    let dns4 = vip(IpAddr::V4(VIP4), 53, proto::UDP, Forwarding::Dsr);
+    let web6 = vip(IpAddr::V6(VIP6), 80, proto::TCP, Forwarding::Tunnel);
+    // Port 0: all ports. IPv4 VIP with an IPv6 backend (4in6) and the
+    // other way round (6in4).
+    let any4 = vip(IpAddr::V4(VIP4_ANY_PORT), 0, proto::TCP, Forwarding::Tunnel);
+    let any6 = vip(IpAddr::V6(VIP6_ANY_PORT), 0, proto::UDP, Forwarding::Tunnel);
+    let p = balancer.programmer_mut();
+    p.set(web4, &[backend(v4(11)), backend(v4(12)), backend(v4(13))])
+        .unwrap();
+    p.set(dns4, &[backend(v4(11)), backend(v4(12))]).unwrap();
+    p.set(web6, &[backend(v6(0x11)), backend(v6(0x12))])
+        .unwrap();
+    p.set(any4, &[backend(v6(0x13))]).unwrap();
+    p.set(any6, &[backend(v4(14))]).unwrap();
+    Setup {
+        balancer,
+        web4,
+        dns4,
+        web6,
+        any4,
+        any6,
+    }
+}
+
+impl Setup {
+    /// The backend the ring of `spec` gives for `hash`.
+    fn ring_backend(&self, spec: &VipSpec, hash: u32, candidates: &[IpAddr]) -> BackendSpec {
+        let p = self.balancer.programmer();
+        let ring = p.ring(&spec.id).expect("ring");
+        let id = ring[(hash % RING) as usize];
+        let address = candidates
+            .iter()
+            .find(|a| p.backend_id(&spec.id, a) == Some(id))
+            .expect("ring slot names one of the backends");
+        backend(*address)
+    }
+
+    /// Runs `frame`, checks verdict, output and that exactly `stat` (and
+    /// no other verdict counter) went up by one.
+    fn check(&self, name: &str, frame: &[u8], want_action: u32, want: &[u8], stat: u32) {
+        let before = self.balancer.maps().counters().unwrap();
+        let program = self.balancer.program().unwrap();
+        let out = test_run::run(program, frame).unwrap();
+        let after = self.balancer.maps().counters().unwrap();
+        assert_eq!(
+            action::name(out.action),
+            action::name(want_action),
+            "{name}: verdict\ninput:\n{}",
+            hex(frame)
+        );
+        assert!(
+            out.packet == want,
+            "{name}: output differs\ngot:\n{}\nwant:\n{}",
+            hex(&out.packet),
+            hex(want)
+        );
+        for index in 0..stats::FIRST_EVENT {
+            let delta = after.stats[index as usize].packets - before.stats[index as usize].packets;
+            let expected = u64::from(index == stat);
+            assert_eq!(
+                delta,
+                expected,
+                "{name}: counter {} moved by {delta}",
+                stats::NAMES[index as usize]
+            );
+        }
+    }
+
+    fn tx(&self, name: &str, frame: &[u8], want: &[u8], stat: u32) {
+        self.check(name, frame, action::TX, want, stat);
+    }
+
+    fn pass(&self, name: &str, frame: &[u8], stat: u32) {
+        self.check(name, frame, action::PASS, frame, stat);
+    }
+
+    fn drop(&self, name: &str, frame: &[u8], stat: u32) {
+        self.check(name, frame, action::DROP, frame, stat);
+    }
+}
+
+fn hash4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, protocol: u8) -> u32 {
+    flow_hash_v4(
+        src.octets(),
+        dst.octets(),
+        sport.to_be(),
+        dport.to_be(),
+        protocol,
+    )
+}
+
+fn hash6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, protocol: u8) -> u32 {
+    flow_hash_v6(
+        &src.octets(),
+        &dst.octets(),
+        sport.to_be(),
+        dport.to_be(),
+        protocol,
+    )
+}
+
+#[test]
+fn tunnel_ipv4_tcp() {
+    let s = setup();
+    let backends = [v4(11), v4(12), v4(13)];
+    for sport in [40000u16, 40001, 40002, 51515, 60000] {
+        let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+        let b = s.ring_backend(&s.web4, hash, &backends);
+        let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
+        let want = packets::tunnelled(&syn, b.address, b.mac, hash);
+        s.tx("ipv4 syn", &syn, &want, stats::TX_TUNNEL);
+        let data = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, false);
+        let want = packets::tunnelled(&data, b.address, b.mac, hash);
+        s.tx("ipv4 established", &data, &want, stats::TX_TUNNEL);
+    }
+}
+
+#[test]
+fn tunnel_outer_ipv4_checksum_is_valid() {
+    let s = setup();
+    let syn = packets::tcp(CLIENT_V4.into(), 41000, VIP4.into(), 80, true);
+    let out = test_run::run(s.balancer.program().unwrap(), &syn).unwrap();
+    let (outer, _) = Ipv4Header::from_slice(&out.packet[14..]).unwrap();
+    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+    assert_eq!(outer.protocol, IpNumber::IPV4);
+    assert_eq!(usize::from(outer.total_len), out.packet.len() - 14);
+}
+
+#[test]
+fn tunnel_ipv4_vlan_tagged() {
+    let s = setup();
+    let hash = hash4(CLIENT_V4, 42000, VIP4, 80, proto::TCP);
+    let b = s.ring_backend(&s.web4, hash, &[v4(11), v4(12), v4(13)]);
+    let frame = packets::vlan_tagged(
+        &packets::tcp(CLIENT_V4.into(), 42000, VIP4.into(), 80, true),
+        42,
+    );
+    let want = packets::tunnelled(&frame, b.address, b.mac, hash);
+    s.tx("vlan-tagged ipv4 syn", &frame, &want, stats::TX_TUNNEL);
+}
+
+#[test]
+fn tunnel_ipv4_with_options() {
+    let s = setup();
+    let sport = 43000;
+    let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+    let b = s.ring_backend(&s.web4, hash, &[v4(11), v4(12), v4(13)]);
+    let tcp = packets::tcp_header_bytes(sport, 80);
+    let mut header = Ipv4Header::new(
+        tcp.len() as u16,
+        64,
+        IpNumber::TCP,
+        CLIENT_V4.octets(),
+        VIP4.octets(),
+    )
+    .unwrap();
+    // Router alert (RFC 2113) plus padding: IHL 6.
+    header.options = Ipv4Options::from([0x94, 0x04, 0x00, 0x00]);
+    let frame = packets::ipv4_raw(header, &tcp);
+    let want = packets::tunnelled(&frame, b.address, b.mac, hash);
+    s.tx("ipv4 with options", &frame, &want, stats::TX_TUNNEL);
+}
+
+#[test]
+fn tunnel_ipv6_tcp() {
+    let s = setup();
+    for sport in [40000u16, 40001, 45000] {
+        let hash = hash6(CLIENT_V6, sport, VIP6, 80, proto::TCP);
+        let b = s.ring_backend(&s.web6, hash, &[v6(0x11), v6(0x12)]);
+        for syn in [true, false] {
+            let frame = packets::tcp(CLIENT_V6.into(), sport, VIP6.into(), 80, syn);
+            let want = packets::tunnelled(&frame, b.address, b.mac, hash);
+            s.tx("ipv6 tcp", &frame, &want, stats::TX_TUNNEL);
+        }
+    }
+}
+
+#[test]
+fn tunnel_across_families_and_port_zero() {
+    let s = setup();
+    // IPv4 client to an all-ports IPv4 VIP, IPv6 backend: IPv4-in-IPv6.
+    let hash = hash4(CLIENT_V4, 44000, VIP4_ANY_PORT, 8443, proto::TCP);
+    let frame = packets::tcp(CLIENT_V4.into(), 44000, VIP4_ANY_PORT.into(), 8443, true);
+    let b = backend(v6(0x13));
+    let want = packets::tunnelled(&frame, b.address, b.mac, hash);
+    s.tx("4in6 port 0", &frame, &want, stats::TX_TUNNEL);
+    // IPv6 UDP to an all-ports IPv6 VIP, IPv4 backend: 6in4.
+    let hash = hash6(CLIENT_V6, 5353, VIP6_ANY_PORT, 9999, proto::UDP);
+    let frame = packets::udp(CLIENT_V6.into(), 5353, VIP6_ANY_PORT.into(), 9999);
+    let b = backend(v4(14));
+    let want = packets::tunnelled(&frame, b.address, b.mac, hash);
+    s.tx("6in4 port 0", &frame, &want, stats::TX_TUNNEL);
+    let _ = (&s.any4, &s.any6);
+}
+
+#[test]
+fn dsr_ipv4_udp() {
+    let s = setup();
+    for sport in [5000u16, 5001, 5002, 5003] {
+        let hash = hash4(CLIENT_V4, sport, VIP4, 53, proto::UDP);
+        let b = s.ring_backend(&s.dns4, hash, &[v4(11), v4(12)]);
+        let frame = packets::udp(CLIENT_V4.into(), sport, VIP4.into(), 53);
+        s.tx(
+            "dsr udp",
+            &frame,
+            &packets::dsr(&frame, b.mac),
+            stats::TX_DSR,
+        );
+        let tagged = packets::vlan_tagged(&frame, 7);
+        s.tx(
+            "dsr udp vlan",
+            &tagged,
+            &packets::dsr(&tagged, b.mac),
+            stats::TX_DSR,
+        );
+    }
+}
+
+#[test]
+fn not_for_a_vip_passes_untouched() {
+    let s = setup();
+    let other = Ipv4Addr::new(192, 0, 2, 50);
+    s.pass(
+        "other address",
+        &packets::tcp(CLIENT_V4.into(), 1, other.into(), 80, true),
+        stats::PASS_NOT_VIP,
+    );
+    s.pass(
+        "vip, other port",
+        &packets::tcp(CLIENT_V4.into(), 1, VIP4.into(), 22, true),
+        stats::PASS_NOT_VIP,
+    );
+    s.pass(
+        "vip, other protocol",
+        &packets::udp(CLIENT_V4.into(), 1, VIP4.into(), 80),
+        stats::PASS_NOT_VIP,
+    );
+    s.pass(
+        "ipv6 other",
+        &packets::tcp(CLIENT_V6.into(), 1, v6(0x50), 80, true),
+        stats::PASS_NOT_VIP,
+    );
+    let mut arp = packets::udp(CLIENT_V4.into(), 1, VIP4.into(), 53);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    s.pass("arp", &arp, stats::PASS_NOT_IP);
+    let qinq = packets::vlan_tagged(
+        &packets::vlan_tagged(&packets::tcp(CLIENT_V4.into(), 1, VIP4.into(), 80, true), 5),
+        6,
+    );
+    s.pass("stacked vlan tags", &qinq, stats::PASS_UNSUPPORTED);
+    // ICMP echo to a VIP is the kernel's (the VRRP master answers pings).
+    let echo = Ipv4Header::new(8, 64, IpNumber::ICMP, CLIENT_V4.octets(), VIP4.octets()).unwrap();
+    s.pass(
+        "ping to vip",
+        &packets::ipv4_raw(echo, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0]),
+        stats::PASS_NOT_VIP,
+    );
+}
+
+#[test]
+fn flow_keeps_its_backend_until_the_backend_goes() {
+    let mut s = setup();
+    let backends = [v4(11), v4(12), v4(13)];
+    // Find a flow on .11, open it, then drain .11 (weight 0): the flow
+    // stays; a new flow hashing to the same slot now goes elsewhere.
+    let sport = (30000u16..40000)
+        .find(|p| {
+            s.ring_backend(
+                &s.web4,
+                hash4(CLIENT_V4, *p, VIP4, 80, proto::TCP),
+                &backends,
+            )
+            .address
+                == v4(11)
+        })
+        .unwrap();
+    let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+    let program_out =
+        |s: &Setup, frame: &[u8]| test_run::run(s.balancer.program().unwrap(), frame).unwrap();
+    let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
+    let first = program_out(&s, &syn);
+    assert_eq!(
+        first.packet,
+        packets::tunnelled(&syn, v4(11), backend(v4(11)).mac, hash)
+    );
+
+    let mut drained = backend(v4(11));
+    drained.weight = 0;
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &[drained, backend(v4(12)), backend(v4(13))])
+        .unwrap();
+    let data = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, false);
+    let out = program_out(&s, &data);
+    assert_eq!(
+        out.packet,
+        packets::tunnelled(&data, v4(11), drained.mac, hash),
+        "drained backend keeps its flow"
+    );
+    let hits = s.balancer.maps().stat(stats::FLOW_HIT).unwrap().packets;
+    assert!(hits >= 1);
+
+    // Down (failed health check): the flow moves to the ring's backend.
+    let mut down = drained;
+    down.up = false;
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &[down, backend(v4(12)), backend(v4(13))])
+        .unwrap();
+    let rehash_before = s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets;
+    let out = program_out(&s, &data);
+    let now = s.ring_backend(&s.web4, hash, &backends);
+    assert_ne!(now.address, v4(11));
+    assert_eq!(
+        out.packet,
+        packets::tunnelled(&data, now.address, now.mac, hash)
+    );
+    assert_eq!(
+        s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets,
+        rehash_before + 1
+    );
+}
+
+#[test]
+fn ring_change_does_not_move_established_flows() {
+    let mut s = setup();
+    let backends = [v4(11), v4(12), v4(13), v4(15)];
+    let flows: Vec<u16> = (20000..20200).collect();
+    let mut first = Vec::new();
+    for sport in &flows {
+        let frame = packets::tcp(CLIENT_V4.into(), *sport, VIP4.into(), 80, true);
+        first.push(
+            test_run::run(s.balancer.program().unwrap(), &frame)
+                .unwrap()
+                .packet[..6]
+                .to_vec(),
+        );
+    }
+    // A fourth backend joins: about a quarter of the ring moves to it,
+    // but flows already in the table stay where they are.
+    s.balancer
+        .programmer_mut()
+        .set(
+            s.web4,
+            &backends.iter().map(|a| backend(*a)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let mut new_flows_to_new_backend = 0;
+    for (i, sport) in flows.iter().enumerate() {
+        let frame = packets::tcp(CLIENT_V4.into(), *sport, VIP4.into(), 80, false);
+        let out = test_run::run(s.balancer.program().unwrap(), &frame).unwrap();
+        assert_eq!(out.packet[..6], first[i][..], "flow {sport} moved");
+        let fresh = packets::tcp(CLIENT_V4.into(), *sport + 1000, VIP4.into(), 80, true);
+        let out = test_run::run(s.balancer.program().unwrap(), &fresh).unwrap();
+        new_flows_to_new_backend += usize::from(out.packet[..6] == backend(v4(15)).mac);
+    }
+    assert!(
+        new_flows_to_new_backend > 20,
+        "new flows reach the new backend ({new_flows_to_new_backend}/200)"
+    );
+}
+
+#[test]
+fn fragments_of_a_datagram_go_to_one_backend() {
+    let s = setup();
+    let backends = [v4(11), v4(12)];
+    // UDP to VIP4: the fragment entry of (VIP4, UDP) is the dns4 (port 53)
+    // virtual server, the only UDP one on that address.
+    let hash = hash4(CLIENT_V4, 0, VIP4, 0, proto::UDP);
+    let b = s.ring_backend(&s.dns4, hash, &backends);
+    let udp = packets::udp_header_bytes(5000, 53, 1008);
+    let mut first =
+        Ipv4Header::new(16, 64, IpNumber::UDP, CLIENT_V4.octets(), VIP4.octets()).unwrap();
+    first.more_fragments = true;
+    first.identification = 77;
+    let mut payload = udp.clone();
+    payload.extend_from_slice(&[0xab; 8]);
+    let first = packets::ipv4_raw(first, &payload);
+    let mut second =
+        Ipv4Header::new(16, 64, IpNumber::UDP, CLIENT_V4.octets(), VIP4.octets()).unwrap();
+    second.identification = 77;
+    second.fragment_offset = etherparse::IpFragOffset::try_new(2).unwrap();
+    let second = packets::ipv4_raw(second, &[0xcd; 16]);
+    // dsr mode for dns4: MAC rewrite.
+    s.tx(
+        "first fragment",
+        &first,
+        &packets::dsr(&first, b.mac),
+        stats::TX_DSR,
+    );
+    s.tx(
+        "second fragment",
+        &second,
+        &packets::dsr(&second, b.mac),
+        stats::TX_DSR,
+    );
+    assert!(s.balancer.maps().stat(stats::FRAGMENTS).unwrap().packets >= 2);
+}
+
+#[test]
+fn icmp_errors_follow_their_flow() {
+    let s = setup();
+    let sport = 47000;
+    let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
+    let flow_out = test_run::run(s.balancer.program().unwrap(), &syn).unwrap();
+    let icmp = packets::icmp_frag_needed(Ipv4Addr::new(203, 0, 113, 1), VIP4, 80, CLIENT_V4, sport);
+    let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+    let mac: [u8; 6] = flow_out.packet[..6].try_into().unwrap();
+    let b = [v4(11), v4(12), v4(13)]
+        .into_iter()
+        .find(|a| backend(*a).mac == mac)
+        .unwrap();
+    let want = packets::tunnelled(&icmp, b, mac, hash);
+    s.tx("icmp frag needed", &icmp, &want, stats::TX_TUNNEL);
+
+    let syn6 = packets::tcp(CLIENT_V6.into(), sport, VIP6.into(), 80, true);
+    let flow_out = test_run::run(s.balancer.program().unwrap(), &syn6).unwrap();
+    let mac: [u8; 6] = flow_out.packet[..6].try_into().unwrap();
+    let b = [v6(0x11), v6(0x12)]
+        .into_iter()
+        .find(|a| backend(*a).mac == mac)
+        .unwrap();
+    let ptb = packets::icmpv6_packet_too_big(
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1),
+        VIP6,
+        80,
+        CLIENT_V6,
+        sport,
+    );
+    let hash = hash6(CLIENT_V6, sport, VIP6, 80, proto::TCP);
+    s.tx(
+        "icmpv6 packet too big",
+        &ptb,
+        &packets::tunnelled(&ptb, b, mac, hash),
+        stats::TX_TUNNEL,
+    );
+    assert_eq!(
+        s.balancer.maps().stat(stats::ICMP_ERRORS).unwrap().packets,
+        2
+    );
+}
+
+#[test]
+fn malformed_and_truncated_packets_pass_or_drop_and_are_counted() {
+    let s = setup();
+    let good4 = packets::tcp(CLIENT_V4.into(), 1234, VIP4.into(), 80, true);
+    let good6 = packets::tcp(CLIENT_V6.into(), 1234, VIP6.into(), 80, true);
+    let mut cases: Vec<(&str, Vec<u8>, u32, u32)> = Vec::new();
+    let drop = action::DROP;
+    let malformed = stats::DROP_MALFORMED;
+    cases.push((
+        "ethernet header only",
+        good4[..14].to_vec(),
+        drop,
+        malformed,
+    ));
+    cases.push((
+        "ipv4 header cut",
+        good4[..14 + 12].to_vec(),
+        drop,
+        malformed,
+    ));
+    cases.push((
+        "vlan tag cut",
+        packets::vlan_tagged(&good4, 1)[..16].to_vec(),
+        drop,
+        malformed,
+    ));
+    let mut bad = good4.clone();
+    bad[14] = 0x44; // IHL 4
+    cases.push(("ipv4 ihl < 5", bad, drop, malformed));
+    let mut bad = good4.clone();
+    bad[14] = 0x55; // version 5
+    cases.push(("ipv4 version 5", bad, drop, malformed));
+    let mut bad = good4.clone();
+    bad[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    cases.push(("ipv4 total length beyond frame", bad, drop, malformed));
+    let mut bad = good4.clone();
+    bad[16..18].copy_from_slice(&10u16.to_be_bytes());
+    cases.push(("ipv4 total length below header", bad, drop, malformed));
+    let mut bad = good4[..14 + 20 + 2].to_vec();
+    bad[16..18].copy_from_slice(&22u16.to_be_bytes());
+    cases.push(("tcp ports cut", bad, drop, malformed));
+    let mut bad = good4.clone();
+    bad[14] = 0x4f; // IHL 15: options run past the segment
+    bad[16..18].copy_from_slice(&40u16.to_be_bytes());
+    cases.push(("ipv4 options past total length", bad, drop, malformed));
+    cases.push((
+        "ipv6 header cut",
+        good6[..14 + 30].to_vec(),
+        drop,
+        malformed,
+    ));
+    let mut bad = good6.clone();
+    bad[18..20].copy_from_slice(&3000u16.to_be_bytes());
+    cases.push(("ipv6 payload length beyond frame", bad, drop, malformed));
+    let mut bad = good6.clone();
+    bad[14] = 0x40;
+    cases.push(("ipv6 version 4", bad, drop, malformed));
+    let mut icmp = packets::icmp_frag_needed(Ipv4Addr::new(203, 0, 113, 1), VIP4, 80, CLIENT_V4, 1);
+    icmp.truncate(14 + 20 + 8 + 10);
+    icmp[16..18].copy_from_slice(&38u16.to_be_bytes());
+    cases.push(("icmp quoted header cut", icmp, drop, malformed));
+    let mut ptb =
+        packets::icmpv6_packet_too_big(v6(1).to_string().parse().unwrap(), VIP6, 80, CLIENT_V6, 1);
+    ptb[14 + 40 + 8] = 0x40; // quoted header claims version 4
+    cases.push(("icmpv6 quoted version wrong", ptb, drop, malformed));
+    let mut ext = good6.clone();
+    ext[20] = 0; // hop-by-hop options: not walked
+    cases.push((
+        "ipv6 extension header",
+        ext,
+        action::PASS,
+        stats::PASS_UNSUPPORTED,
+    ));
+
+    assert!(cases.len() >= 10);
+    for (name, frame, verdict, stat) in &cases {
+        s.check(name, frame, *verdict, frame, *stat);
+    }
+}
+
+#[test]
+fn no_backend_drops_and_counts() {
+    let mut s = setup();
+    s.balancer.programmer_mut().set(s.web4, &[]).unwrap();
+    let syn = packets::tcp(CLIENT_V4.into(), 1, VIP4.into(), 80, true);
+    s.drop("no backend", &syn, stats::DROP_NO_BACKEND);
+}
+
+#[test]
+fn verifier_accepts_the_program() {
+    let s = setup();
+    let count = s.balancer.verified_instructions().unwrap().unwrap_or(0);
+    println!("balancer: verifier processed {count} instructions");
+    assert!(count > 0 && count < 1_000_000, "{count}");
+}
