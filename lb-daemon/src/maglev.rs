@@ -73,7 +73,11 @@ pub fn is_prime(n: u32) -> bool {
 pub fn build(members: &[Member], size: u32) -> Vec<u32> {
     let m = size as usize;
     let mut table = vec![EMPTY; m];
-    let mut members: Vec<Member> = members.iter().copied().filter(|b| b.weight > 0 && b.id != EMPTY).collect();
+    let mut members: Vec<Member> = members
+        .iter()
+        .copied()
+        .filter(|b| b.weight > 0 && b.id != EMPTY)
+        .collect();
     if members.is_empty() || m == 0 {
         return table;
     }
@@ -125,7 +129,11 @@ mod tests {
         (1..=n)
             .map(|i| {
                 let addr = IpAddr::V4(Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8));
-                Member { id: i, key: key_of(&addr), weight }
+                Member {
+                    id: i,
+                    key: key_of(&addr),
+                    weight,
+                }
             })
             .collect()
     }
@@ -147,7 +155,10 @@ mod tests {
             let ideal = f64::from(M) / f64::from(n);
             for (id, count) in counts.iter().enumerate().skip(1) {
                 let error = (*count as f64 - ideal).abs() / ideal;
-                assert!(error < 0.01, "n={n} backend {id}: {count} slots, ideal {ideal:.1}");
+                assert!(
+                    error < 0.01,
+                    "n={n} backend {id}: {count} slots, ideal {ideal:.1}"
+                );
             }
         }
     }
@@ -163,7 +174,11 @@ mod tests {
         for m in &set {
             let ideal = f64::from(M) * f64::from(m.weight) / f64::from(total);
             let error = (counts[m.id as usize] as f64 - ideal).abs() / ideal;
-            assert!(error < 0.01, "{m:?}: {} slots, ideal {ideal:.1}", counts[m.id as usize]);
+            assert!(
+                error < 0.01,
+                "{m:?}: {} slots, ideal {ideal:.1}",
+                counts[m.id as usize]
+            );
         }
     }
 
