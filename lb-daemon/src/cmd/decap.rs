@@ -1,11 +1,40 @@
-//! `lb-daemon decap`.
+//! `lb-daemon decap`: attach (or remove) the backend-side decapsulation
+//! program. It is attached through rtnetlink, so it stays attached after
+//! this command exits, also when run under `ip netns exec`.
 use std::{net::IpAddr, process::ExitCode};
 
+use anyhow::{Context as _, bail};
+
+use crate::dataplane::{XdpMode, attach, decap::Decap};
+
 pub fn decap(
-    _interface: &str,
-    _vips: &[IpAddr],
-    _generic: bool,
-    _detach: bool,
+    interface: &str,
+    vips: &[IpAddr],
+    generic: bool,
+    detach: bool,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+    let ifindex = attach::ifindex(interface)?;
+    if detach {
+        attach::detach(ifindex).with_context(|| format!("detaching from {interface}"))?;
+        println!("detached the XDP program from {interface}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if vips.is_empty() {
+        bail!("name the virtual addresses to decapsulate with --vip ADDR (repeatable)");
+    }
+    let program = Decap::load(vips).context("loading the decapsulation program")?;
+    let mode = if generic {
+        XdpMode::Generic
+    } else {
+        XdpMode::Auto
+    };
+    let mode = program
+        .attach(ifindex, mode)
+        .with_context(|| format!("attaching to {interface}"))?;
+    let list: Vec<String> = vips.iter().map(ToString::to_string).collect();
+    println!(
+        "lb_decap attached to {interface} ({mode:?} mode) for {}",
+        list.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

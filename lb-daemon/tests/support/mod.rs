@@ -1,6 +1,7 @@
 //! Shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod packets;
 
 /// Privileged tests fail loudly when not run as root: `cargo xtask test`
