@@ -27,12 +27,18 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])?;
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     println!("setup: adding rust-src to the nightly toolchain");
-    status("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])
+    status(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    )
 }
 
 fn debian_packages() -> anyhow::Result<()> {
@@ -64,7 +70,9 @@ fn debian_packages() -> anyhow::Result<()> {
         bail!("apt-get install {} failed", missing.join(" "));
     }
     // keepalived's package starts a system instance; tests run their own.
-    let _ = Command::new("systemctl").args(["disable", "--now", "keepalived"]).output();
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "keepalived"])
+        .output();
     Ok(())
 }
 
@@ -74,7 +82,14 @@ fn bpf_linker() -> anyhow::Result<()> {
     }
     println!("setup: building bpf-linker against LLVM 22 (a few minutes, once)");
     let ok = Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22")
         .status()
         .context("cargo install bpf-linker")?
@@ -90,7 +105,10 @@ fn bpffs() -> anyhow::Result<()> {
         return Ok(());
     }
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
         return Ok(());
     }
     status("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])
@@ -102,13 +120,14 @@ pub fn is_root() -> bool {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    }) || home_cargo_bin(program)
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        || home_cargo_bin(program)
 }
 
 fn home_cargo_bin(program: &str) -> bool {
-    std::env::var_os("HOME").is_some_and(|home| Path::new(&home).join(".cargo/bin").join(program).is_file())
+    std::env::var_os("HOME")
+        .is_some_and(|home| Path::new(&home).join(".cargo/bin").join(program).is_file())
 }
 
 fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -11,7 +11,13 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     }
     crate::setup::run()?;
     let ok = Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "lb-ebpf", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "lb-ebpf",
+            "--no-fail-fast",
+        ])
         .args(extra)
         .status()
         .context("cargo test")?
