@@ -4,6 +4,7 @@
 //! - `test`: everything CI runs, as root.
 //! - `lab up|down`, `run`, `bench`: see their modules.
 
+mod bench;
 mod setup;
 mod test;
 
@@ -27,11 +28,15 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Per-packet cost of the data plane (BPF_PROG_TEST_RUN, net of an
+    /// XDP_PASS program measured the same way). Must run as root.
+    Bench,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::Test { args } => test::run(&args),
+        Command::Bench => bench::run(),
     }
 }

@@ -84,8 +84,7 @@ fn bpf_linker() -> anyhow::Result<()> {
     let ok = Command::new("cargo")
         .args([
             "install",
-            "bpf-linker",
-            "--locked",
+            "bpf-linker@0.13.0",
             "--no-default-features",
             "--features",
             "llvm-22",
