@@ -73,6 +73,29 @@ fn vip(addr: [u8; 4], port_be: u16, proto: u8) -> Option<&'static VipMeta> {
     unsafe { VIPS_V4.get(&key) }
 }
 
+/// The backend of flow `src:src_port -> dst:dst_port` through the flow
+/// table, and the flow's hash.
+#[inline(always)]
+fn flow(
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_port_be: u16,
+    dst_port_be: u16,
+    proto: u8,
+    vip: &VipMeta,
+) -> (Selected, u32) {
+    let key = Flow4Key {
+        src,
+        dst,
+        src_port_be,
+        dst_port_be,
+        proto,
+        _pad: [0; 3],
+    };
+    let hash = flow_hash_v4(src, dst, src_port_be, dst_port_be, proto);
+    (select::for_flow(&FLOWS_V4, &key, vip, hash), hash)
+}
+
 pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let Some(ip) = header(ctx, l3_off)? else {
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
@@ -91,16 +114,7 @@ pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let Some(vip) = vip(ip.dst, dst_port_be, ip.proto) else {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
-    let key = Flow4Key {
-        src: ip.src,
-        dst: ip.dst,
-        src_port_be,
-        dst_port_be,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v4(ip.src, ip.dst, src_port_be, dst_port_be, ip.proto);
-    let selected = select::for_flow(&FLOWS_V4, &key, vip, hash);
+    let (selected, hash) = flow(ip.src, ip.dst, src_port_be, dst_port_be, ip.proto, vip);
     send(
         ctx,
         vip,
@@ -166,16 +180,14 @@ fn icmp(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Truncat
     let Some(vip) = vip(quoted.src, vip_port_be, quoted.proto) else {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
-    let key = Flow4Key {
-        src: quoted.dst,
-        dst: quoted.src,
-        src_port_be: client_port_be,
-        dst_port_be: vip_port_be,
-        proto: quoted.proto,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v4(key.src, key.dst, client_port_be, vip_port_be, quoted.proto);
-    let selected = select::for_flow(&FLOWS_V4, &key, vip, hash);
+    let (selected, hash) = flow(
+        quoted.dst,
+        quoted.src,
+        client_port_be,
+        vip_port_be,
+        quoted.proto,
+        vip,
+    );
     count(&STATS, stats::ICMP_ERRORS, 0);
     send(
         ctx,

@@ -46,6 +46,29 @@ fn traffic_class(vtc_flow_be: u32) -> u8 {
     (u32::from_be(vtc_flow_be) >> 20) as u8
 }
 
+/// The backend of flow `src:src_port -> dst:dst_port` through the flow
+/// table, and the flow's hash.
+#[inline(always)]
+fn flow(
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    src_port_be: u16,
+    dst_port_be: u16,
+    proto: u8,
+    vip: &VipMeta,
+) -> (Selected, u32) {
+    let key = Flow6Key {
+        src: *src,
+        dst: *dst,
+        src_port_be,
+        dst_port_be,
+        proto,
+        _pad: [0; 3],
+    };
+    let hash = flow_hash_v6(src, dst, src_port_be, dst_port_be, proto);
+    (select::for_flow(&FLOWS_V6, &key, vip, hash), hash)
+}
+
 pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off)?;
     // SAFETY: bounds-checked packet memory.
@@ -73,16 +96,14 @@ pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let Some(vip) = vip(&ip.dst, dst_port_be, ip.next_header) else {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
-    let key = Flow6Key {
-        src: ip.src,
-        dst: ip.dst,
+    let (selected, hash) = flow(
+        &ip.src,
+        &ip.dst,
         src_port_be,
         dst_port_be,
-        proto: ip.next_header,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v6(&ip.src, &ip.dst, src_port_be, dst_port_be, ip.next_header);
-    let selected = select::for_flow(&FLOWS_V6, &key, vip, hash);
+        ip.next_header,
+        vip,
+    );
     send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))
 }
 
@@ -150,16 +171,14 @@ fn icmp(
     let Some(vip) = vip(&quoted.src, vip_port_be, upper) else {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
-    let key = Flow6Key {
-        src: quoted.dst,
-        dst: quoted.src,
-        src_port_be: client_port_be,
-        dst_port_be: vip_port_be,
-        proto: upper,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v6(&key.src, &key.dst, client_port_be, vip_port_be, upper);
-    let selected = select::for_flow(&FLOWS_V6, &key, vip, hash);
+    let (selected, hash) = flow(
+        &quoted.dst,
+        &quoted.src,
+        client_port_be,
+        vip_port_be,
+        upper,
+        vip,
+    );
     count(&STATS, stats::ICMP_ERRORS, 0);
     let tos = traffic_class(ip.vtc_flow_be);
     send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))
