@@ -4,45 +4,43 @@
 
 /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed to the kernel.
 pub const PASS_NOT_IP: u32 = 0;
-/// IP, but not to a virtual server: passed untouched.
+/// IP, but not for a virtual server (other addresses, other ports or
+/// protocols of a VIP address, ICMP that is not an error about a VIP flow,
+/// such as a ping the VRRP master answers): passed untouched.
 pub const PASS_NOT_VIP: u32 = 1;
 /// Headers the balancer does not parse (stacked VLAN tags, IPv6 extension
 /// headers other than Fragment): passed to the kernel.
 pub const PASS_UNSUPPORTED: u32 = 2;
-/// To a VIP address but not for a virtual server (ping, other protocols,
-/// ICMP that is not an error about a VIP flow): passed to the kernel.
-pub const PASS_VIP_OTHER: u32 = 3;
 /// Encapsulated to a backend and transmitted.
-pub const TX_TUNNEL: u32 = 4;
+pub const TX_TUNNEL: u32 = 3;
 /// MAC rewritten to a backend's (L2 DSR) and transmitted.
-pub const TX_DSR: u32 = 5;
+pub const TX_DSR: u32 = 4;
 /// Truncated or inconsistent headers: dropped.
-pub const DROP_MALFORMED: u32 = 6;
+pub const DROP_MALFORMED: u32 = 5;
 /// The virtual server has no usable backend for this packet: dropped.
-pub const DROP_NO_BACKEND: u32 = 7;
+pub const DROP_NO_BACKEND: u32 = 6;
 /// The packet could not be grown for the tunnel header: dropped.
-pub const DROP_ENCAP_FAILED: u32 = 8;
+pub const DROP_ENCAP_FAILED: u32 = 7;
 
 /// Flow table: entry found and its backend used.
-pub const FLOW_HIT: u32 = 9;
+pub const FLOW_HIT: u32 = 8;
 /// Flow table: no entry; backend picked from the ring.
-pub const FLOW_MISS: u32 = 10;
+pub const FLOW_MISS: u32 = 9;
 /// Flow table: entry found but its backend is down or gone; re-hashed.
-pub const FLOW_REHASH: u32 = 11;
+pub const FLOW_REHASH: u32 = 10;
 /// IP fragments forwarded (balanced on addresses only).
-pub const FRAGMENTS: u32 = 12;
+pub const FRAGMENTS: u32 = 11;
 /// ICMP "fragmentation needed" / ICMPv6 "packet too big" forwarded to the
 /// backend of the flow they are about.
-pub const ICMP_ERRORS: u32 = 13;
+pub const ICMP_ERRORS: u32 = 12;
 
-pub const COUNT: u32 = 14;
+pub const COUNT: u32 = 13;
 
 /// Metric label of each index, in order.
 pub const NAMES: [&str; COUNT as usize] = [
     "pass_not_ip",
     "pass_not_vip",
     "pass_unsupported",
-    "pass_vip_other",
     "tx_tunnel",
     "tx_dsr",
     "drop_malformed",
