@@ -1,0 +1,303 @@
+//! A tiny HTTP/1.1 server that answers with its own name, and clients that
+//! ask it from inside a namespace.
+//!
+//! Enough HTTP for the lab: request line and headers, `Content-Length`
+//! bodies, keep-alive (HTTP/1.1 default, `Connection: close`, HTTP/1.0).
+use std::{
+    io::{self, BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+
+use crate::{Netns, server::Server};
+
+/// Longest request or response head the lab's HTTP code accepts.
+const MAX_HEAD_LINES: usize = 100;
+
+/// An HTTP server inside a namespace that answers every request with
+/// `200 OK` and the body `{name}\n`; stopped on drop.
+#[derive(Debug)]
+pub struct HttpBackend {
+    name: String,
+    requests: Arc<AtomicU64>,
+    server: Server,
+}
+
+impl HttpBackend {
+    /// Starts the server on `addr` inside `ns` (port 0 picks a free port;
+    /// see [`HttpBackend::addr`]).
+    pub fn start(ns: &Netns, addr: SocketAddr, name: &str) -> Result<HttpBackend> {
+        let requests = Arc::new(AtomicU64::new(0));
+        let body = format!("{name}\n");
+        let handler = {
+            let requests = Arc::clone(&requests);
+            Arc::new(move |stream| serve(stream, &body, &requests))
+        };
+        let server = Server::start(ns, addr, &format!("http {name}"), handler)
+            .with_context(|| format!("starting HTTP backend {name}"))?;
+        Ok(HttpBackend {
+            name: name.to_owned(),
+            requests,
+            server,
+        })
+    }
+
+    /// The name the server answers with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.server.accepted()
+    }
+
+    /// Stops the server now (as a crashed backend would: new connections
+    /// are refused, open ones are closed). Dropping it does the same.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+}
+
+/// What the server needs to know about one request.
+struct Request {
+    keep_alive: bool,
+}
+
+fn serve(stream: TcpStream, body: &str, requests: &AtomicU64) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    while let Some(request) = read_request(&mut reader)? {
+        requests.fetch_add(1, Ordering::Relaxed);
+        let connection = if request.keep_alive {
+            "keep-alive"
+        } else {
+            "close"
+        };
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: {connection}\r\n\r\n{body}",
+            body.len()
+        )?;
+        writer.flush()?;
+        if !request.keep_alive {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request and skips its body; `None` at a clean end of stream.
+fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
+    let Some(head) = read_head(reader)? else {
+        return Ok(None);
+    };
+    let version = head.start.split_whitespace().nth(2).unwrap_or_default();
+    let mut keep_alive = version == "HTTP/1.1";
+    if let Some(connection) = head.header("connection") {
+        keep_alive = !connection.eq_ignore_ascii_case("close");
+    }
+    if head.header("transfer-encoding").is_some() {
+        // Chunked request bodies are beyond this server: answer, then close.
+        keep_alive = false;
+    } else {
+        let length = head.content_length()?.unwrap_or(0);
+        io::copy(&mut reader.take(length), &mut io::sink())?;
+    }
+    Ok(Some(Request { keep_alive }))
+}
+
+/// A request or response head: its start line and headers.
+struct Head {
+    start: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The value of header `name` (lower case), if present.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn content_length(&self) -> io::Result<Option<u64>> {
+        self.header("content-length")
+            .map(|value| {
+                value
+                    .parse()
+                    .map_err(|_| invalid(format!("bad Content-Length {value:?}")))
+            })
+            .transpose()
+    }
+}
+
+/// Reads a head up to its empty line; `None` if the stream ends first.
+fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
+    let mut start = String::new();
+    if reader.read_line(&mut start)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    for _ in 0..MAX_HEAD_LINES {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Ok(Some(Head {
+                start: start.trim_end().to_owned(),
+                headers,
+            }));
+        }
+        let (key, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+        headers.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    Err(invalid("too many header lines".to_owned()))
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Connects to `addr` from inside `ns` within `timeout`. The stream stays
+/// in `ns` and can be used from any thread.
+pub fn connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    ns.enter(|| TcpStream::connect_timeout(&addr, timeout))
+        .with_context(|| format!("connecting to {addr} from {}", ns.name()))
+}
+
+/// `GET /` from inside `ns` on a new connection; returns the body (a lab
+/// backend answers `{name}\n`). Errors on a status other than 200 or when
+/// the whole exchange takes longer than `timeout`.
+pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let stream = connect(ns, addr, timeout)?;
+    get(stream, addr, deadline).with_context(|| format!("GET http://{addr}/ from {}", ns.name()))
+}
+
+/// Opens `connections` connections to `addr` from inside `ns`, all at once
+/// so that each has its own source port, sends `GET /` on each and returns
+/// the answering backends' names (bodies without the newline), one per
+/// connection in the order opened. All within `timeout`.
+pub fn http_get_many(
+    ns: &Netns,
+    addr: SocketAddr,
+    connections: usize,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    let streams = ns
+        .enter(|| {
+            (0..connections)
+                .map(|_| TcpStream::connect_timeout(&addr, remaining(deadline)?))
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .with_context(|| {
+            format!(
+                "opening {connections} connections to {addr} from {}",
+                ns.name()
+            )
+        })?;
+    streams
+        .into_iter()
+        .enumerate()
+        .map(|(index, stream)| {
+            let port = stream.local_addr().map_or(0, |local| local.port());
+            let body = get(stream, addr, deadline).with_context(|| {
+                format!("GET http://{addr}/ on connection {index} (source port {port})")
+            })?;
+            Ok(body.trim_end().to_owned())
+        })
+        .collect()
+}
+
+/// One `GET /` with `Connection: close` on `stream`; returns the body.
+fn get(mut stream: TcpStream, addr: SocketAddr, deadline: Instant) -> Result<String> {
+    stream.set_write_timeout(Some(remaining(deadline)?))?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.set_read_timeout(Some(remaining(deadline)?))?;
+    let mut reader = BufReader::new(stream);
+    let head = read_head(&mut reader)?.context("connection closed before a response")?;
+    let status = head.start.split_whitespace().nth(1).unwrap_or_default();
+    ensure!(status == "200", "status line {:?}", head.start);
+    let mut body = Vec::new();
+    match head.content_length()? {
+        Some(length) => {
+            reader.take(length).read_to_end(&mut body)?;
+            ensure!(
+                body.len() as u64 == length,
+                "body cut short: {} of {length} bytes",
+                body.len()
+            );
+        }
+        None => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    String::from_utf8(body).context("body is not UTF-8")
+}
+
+/// The time left until `deadline`; an error once it has passed (a zero
+/// socket timeout would mean "no timeout").
+fn remaining(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::bail;
+
+    use super::*;
+
+    #[test]
+    fn parses_keep_alive_and_skips_bodies() -> Result<()> {
+        let input = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+                      GET / HTTP/1.0\r\n\r\n";
+        let mut reader = &input[..];
+        let first = read_request(&mut reader)?.context("first request")?;
+        assert!(first.keep_alive);
+        let second = read_request(&mut reader)?.context("second request")?;
+        assert!(!second.keep_alive);
+        assert!(read_request(&mut reader)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn connection_close_ends_keep_alive() -> Result<()> {
+        let mut reader = &b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"[..];
+        let request = read_request(&mut reader)?.context("request")?;
+        if request.keep_alive {
+            bail!("Connection: close was ignored");
+        }
+        Ok(())
+    }
+}
