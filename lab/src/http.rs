@@ -15,10 +15,12 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 
-use crate::{Netns, server::Server};
+use crate::{Netns, server::Server, wait::wait_until};
 
 /// Longest request or response head the lab's HTTP code accepts.
 const MAX_HEAD_LINES: usize = 100;
+/// Longest single try of [`wait_http`].
+const MAX_TRY: Duration = Duration::from_secs(1);
 
 /// An HTTP server inside a namespace that answers every request with
 /// `200 OK` and the body `{name}\n`; stopped on drop.
@@ -195,6 +197,37 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<Strin
     let deadline = Instant::now() + timeout;
     let stream = connect(ns, addr, timeout)?;
     get(stream, addr, deadline).with_context(|| format!("GET http://{addr}/ from {}", ns.name()))
+}
+
+/// Retries [`http_get`] until it succeeds (a daemon came up, a VIP moved)
+/// or `timeout` elapses; returns the body. Each try gets at most a second.
+/// The timeout error carries the last failure.
+pub fn wait_http(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut last_error = None;
+    wait_until(
+        timeout,
+        &format!("http://{addr}/ to answer from {}", ns.name()),
+        || match http_get(ns, addr, timeout.min(MAX_TRY)) {
+            Ok(body) => Ok(Some(body)),
+            Err(error) => {
+                last_error = Some(error);
+                Ok(None)
+            }
+        },
+    )
+    .map_err(|error| match last_error {
+        Some(last) => error.context(format!("last attempt: {last:#}")),
+        None => error,
+    })
+}
+
+/// `GET /` on a new connection from the calling thread's namespace, within
+/// `timeout`; returns the body.
+pub(crate) fn get_here(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    get(stream, addr, deadline).with_context(|| format!("GET http://{addr}/"))
 }
 
 /// Opens `connections` connections to `addr` from inside `ns`, all at once

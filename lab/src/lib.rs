@@ -13,7 +13,8 @@
 //! - [`Topology`]: the lab of DESIGN.md §7 (client, lb-a, lb-b, backends).
 //! - [`HttpBackend`], [`http_get`], [`http_get_many`]: HTTP servers that
 //!   answer with their name, and clients; [`EchoBackend`] and
-//!   [`EchoStream`]: long-lived streams that check every byte.
+//!   [`EchoStream`]: long-lived streams that check every byte;
+//!   [`HttpLoad`]: steady client traffic counted per backend.
 //!
 //! ```no_run
 //! use std::{net::SocketAddr, time::Duration};
@@ -32,6 +33,7 @@ mod cmd;
 mod echo;
 mod http;
 pub mod link;
+mod load;
 mod netns;
 mod process;
 mod server;
@@ -42,8 +44,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use bridge::Bridge;
 pub use echo::{EchoBackend, EchoStream};
-pub use http::{HttpBackend, connect, http_get, http_get_many};
+pub use http::{HttpBackend, connect, http_get, http_get_many, wait_http};
 pub use link::{mac, veth};
+pub use load::{HttpLoad, HttpLoadOptions, LoadStats};
 pub use netns::{Netns, delete_with_prefix, list as list_netns};
 pub use process::NsChild;
 pub use topology::{

@@ -125,6 +125,22 @@ pub fn ifindex(ns: &Netns, interface: &str) -> Result<u32> {
     .with_context(|| format!("no interface {interface} in {}", ns.name()))
 }
 
+/// The MAC address `ns` has in its neighbour (ARP / NDP) table for `ip`, if
+/// any entry with a link-layer address exists (to check that a gratuitous
+/// ARP or unsolicited NA moved a VIP).
+pub fn neighbour(ns: &Netns, ip: IpAddr) -> Result<Option<[u8; 6]>> {
+    let out = ns.ip(&["neigh", "show", "to", &ip.to_string()])?;
+    out.lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .skip_while(|word| *word != "lladdr")
+                .nth(1)
+        })
+        .map(parse_mac)
+        .next()
+        .transpose()
+}
+
 /// Waits until `interface` is operationally up (carrier on both ends of a
 /// veth), at most `timeout`.
 pub fn wait_up(ns: &Netns, interface: &str, timeout: Duration) -> Result<()> {

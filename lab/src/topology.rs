@@ -14,7 +14,10 @@
 //! both families, spelled with the same digits: client .1 / ::1, lb-a .2 /
 //! ::2, lb-b .3 / ::3, be-N .(10+N) / ::(10+N) (be-1 is 192.0.2.11 and
 //! 2001:db8::11). The VIP defaults to 192.0.2.100 and 2001:db8::100.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::{Context as _, Result, ensure};
 
@@ -288,6 +291,34 @@ impl Topology {
         for host in self.hosts() {
             link::wait_up(&host.ns, HOST_INTERFACE, TIMEOUT)?;
             link::wait_up(self.bridge.ns(), &host.bridge_port, TIMEOUT)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Topology {
+    /// A table of the hosts, for `cargo xtask lab up` and failing tests.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "lab {}: bridge {} in {}, VIP {} {}",
+            self.prefix,
+            Bridge::DEVICE,
+            self.bridge.ns().name(),
+            self.vip_v4,
+            self.vip_v6
+        )?;
+        for host in self.hosts() {
+            writeln!(
+                f,
+                "  {:<20} {HOST_INTERFACE} {} {:<11} {:<14} mtu {} port {}",
+                host.ns.name(),
+                link::format_mac(host.mac),
+                host.ipv4,
+                host.ipv6,
+                host.mtu,
+                host.bridge_port
+            )?;
         }
         Ok(())
     }

@@ -2,14 +2,16 @@
 //! and must run as root (as `cargo xtask test` and CI do); they fail rather
 //! than skip otherwise.
 use std::{
+    io::{Read, Write},
     net::{IpAddr, SocketAddr},
     process::{Command, Stdio},
     time::Duration,
 };
 
 use lb_lab::{
-    EchoBackend, EchoStream, HttpBackend, Netns, Role, Topology, TopologyOptions, http_get,
-    http_get_many, list_netns, unique_prefix,
+    EchoBackend, EchoStream, HttpBackend, HttpLoad, HttpLoadOptions, Netns, Role, Topology,
+    TopologyOptions, connect, http_get, http_get_many, link::neighbour, list_netns, unique_prefix,
+    wait_http, wait_until,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +82,18 @@ fn distinct_connections_and_keep_alive_reach_one_server() {
     assert_eq!(names, vec!["solo"; 20]);
     assert_eq!(server.connections(), 20);
     assert_eq!(server.requests(), 20);
+
+    // Two pipelined requests on one kept-alive connection.
+    let mut stream = connect(lab.client().ns(), server.addr(), TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).unwrap();
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert_eq!(server.connections(), 21);
+    assert_eq!(server.requests(), 22);
 }
 
 #[test]
@@ -142,4 +156,45 @@ fn down_removes_a_persisted_lab() {
     let removed = Topology::down(&prefix).unwrap();
     assert_eq!(removed.len(), 5);
     assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
+}
+
+#[test]
+fn load_counts_answers_and_failures_and_neighbours_are_learned() {
+    require_root();
+    let mut options = TopologyOptions::new(unique_prefix("load"));
+    options.backends = 2;
+    options.lb_b = false;
+    let lab = Topology::create(&options).expect("create lab");
+    let be = &lab.backends()[1];
+    let addr = SocketAddr::new(be.ipv4().into(), 80);
+    let mut server = HttpBackend::start(be.ns(), addr, be.name()).unwrap();
+    assert_eq!(
+        wait_http(lab.client().ns(), addr, TIMEOUT).unwrap(),
+        "be-2\n"
+    );
+    let client = lab.client().ns();
+    assert_eq!(neighbour(client, be.ipv4().into()).unwrap(), Some(be.mac()));
+    assert_eq!(
+        neighbour(client, lab.backends()[0].ipv4().into()).unwrap(),
+        None
+    );
+
+    let load = HttpLoad::start(client, addr, &HttpLoadOptions::default()).unwrap();
+    wait_until(TIMEOUT, "50 answers", || {
+        Ok((load.stats().successes() >= 50).then_some(()))
+    })
+    .unwrap();
+    server.stop();
+    wait_until(TIMEOUT, "failures after the server stopped", || {
+        Ok((load.stats().errors > 0).then_some(()))
+    })
+    .unwrap();
+    let stats = load.stop();
+    assert_eq!(stats.answers.keys().collect::<Vec<_>>(), ["be-2"]);
+    assert!(stats.last_error.is_some());
+    let table = lab.to_string();
+    assert!(
+        table.contains("192.0.2.12") && table.contains("p-be-2"),
+        "{table}"
+    );
 }
