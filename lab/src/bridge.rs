@@ -23,7 +23,14 @@ impl Bridge {
     }
 
     /// Creates `br0` in an existing namespace, which the bridge then owns.
+    ///
+    /// IPv6 is disabled in the namespace so that the bridge and its ports
+    /// never send packets of their own (router solicitations, MLD reports)
+    /// into the lab; bridging IPv6 frames is unaffected.
     pub fn in_namespace(ns: Netns) -> Result<Bridge> {
+        for scope in ["all", "default"] {
+            ns.sysctl(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "1")?;
+        }
         ns.ip(&[
             "link",
             "add",

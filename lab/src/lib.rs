@@ -50,8 +50,8 @@ pub use load::{HttpLoad, HttpLoadOptions, LoadStats};
 pub use netns::{Netns, delete_with_prefix, list as list_netns};
 pub use process::NsChild;
 pub use topology::{
-    CLIENT_MTU, DEFAULT_VIP_V4, DEFAULT_VIP_V6, FABRIC_MTU, HOST_INTERFACE, Host, Role, Topology,
-    TopologyOptions,
+    CLIENT_MTU, DEFAULT_VIP_V4, DEFAULT_VIP_V6, FABRIC_MTU, HOST_INTERFACE, Host, LAB_PREFIX, Role,
+    Topology, TopologyOptions,
 };
 pub use wait::wait_until;
 

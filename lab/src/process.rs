@@ -55,11 +55,19 @@ impl NsChild {
         unsafe {
             command.pre_exec(move || enter_in_child(netns_fd, &sysfs_source));
         }
-        let child = command
+        let mut child = command
             .spawn()
             .with_context(|| format!("starting {label}"))?;
         let pid = child.id();
-        let pidfd = pidfd_open(pid).with_context(|| format!("pidfd_open for {label}"))?;
+        let pidfd = match pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // Without a guard nobody would stop it.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error).with_context(|| format!("pidfd_open for {label}"));
+            }
+        };
         Ok(NsChild {
             process: Arc::new(Process {
                 child: Mutex::new(child),

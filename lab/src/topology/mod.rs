@@ -16,13 +16,21 @@
 //! 2001:db8::11). The VIP defaults to 192.0.2.100 and 2001:db8::100.
 use std::{
     fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
 };
 
 use anyhow::{Context as _, Result, ensure};
 
-use crate::{Bridge, Netns, delete_with_prefix, link};
+mod host;
 
+use host::disable_rp_filter;
+pub use host::{Host, Role};
+
+use crate::{Bridge, delete_with_prefix, link};
+
+/// The prefix of the lab that `cargo xtask lab up/down` and `cargo xtask
+/// run` build and remove. [`crate::unique_prefix`] never returns it.
+pub const LAB_PREFIX: &str = "lblab";
 /// The default IPv4 VIP.
 pub const DEFAULT_VIP_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// The default IPv6 VIP.
@@ -35,8 +43,6 @@ pub const FABRIC_MTU: u32 = 1600;
 /// MTU of the client and its bridge port.
 pub const CLIENT_MTU: u32 = 1500;
 
-const PREFIX_LEN_V4: u8 = 24;
-const PREFIX_LEN_V6: u8 = 64;
 /// Backends are numbered from 1; host numbers 11.. stay below the VIP's.
 const MAX_BACKENDS: u8 = 89;
 
@@ -66,86 +72,6 @@ impl TopologyOptions {
             vip_v4: DEFAULT_VIP_V4,
             vip_v6: DEFAULT_VIP_V6,
         }
-    }
-}
-
-/// What a host is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends traffic to the VIP.
-    Client,
-    /// Runs the balancer (lb-a, lb-b).
-    Balancer,
-    /// Serves the VIP (VIP on `lo`, never answers ARP for it).
-    Backend,
-}
-
-/// One host of the lab: a namespace with `eth0` on the bridge.
-#[derive(Debug)]
-pub struct Host {
-    name: String,
-    role: Role,
-    ns: Netns,
-    ipv4: Ipv4Addr,
-    ipv6: Ipv6Addr,
-    mac: [u8; 6],
-    mtu: u32,
-    bridge_port: String,
-}
-
-impl Host {
-    /// The host's short name: `client`, `lb-a`, `lb-b`, `be-N`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// What the host is for.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// The host's namespace (`{prefix}-{name}`).
-    pub fn ns(&self) -> &Netns {
-        &self.ns
-    }
-
-    /// The interface towards the bridge ([`HOST_INTERFACE`]).
-    pub fn interface(&self) -> &str {
-        HOST_INTERFACE
-    }
-
-    /// The IPv4 address of the interface.
-    pub fn ipv4(&self) -> Ipv4Addr {
-        self.ipv4
-    }
-
-    /// The IPv6 address of the interface.
-    pub fn ipv6(&self) -> Ipv6Addr {
-        self.ipv6
-    }
-
-    /// The interface's address of the same family as `like`.
-    pub fn addr_like(&self, like: IpAddr) -> IpAddr {
-        match like {
-            IpAddr::V4(_) => self.ipv4.into(),
-            IpAddr::V6(_) => self.ipv6.into(),
-        }
-    }
-
-    /// The interface's MAC address.
-    pub fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-
-    /// The interface's MTU.
-    pub fn mtu(&self) -> u32 {
-        self.mtu
-    }
-
-    /// The name of the bridge port (in the bridge's namespace) that faces
-    /// this host; an XDP_PASS program belongs on those facing balancers.
-    pub fn bridge_port(&self) -> &str {
-        &self.bridge_port
     }
 }
 
@@ -217,7 +143,7 @@ impl Topology {
             ..
         } = self;
         for host in std::iter::once(client).chain(balancers).chain(backends) {
-            host.ns.persist();
+            host.into_ns().persist();
         }
         bridge.persist();
     }
@@ -271,7 +197,7 @@ impl Topology {
 
     /// The host called `name` (`client`, `lb-a`, `be-2`, ...).
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts().find(|host| host.name == name)
+        self.hosts().find(|host| host.name() == name)
     }
 
     /// The bridge and its namespace.
@@ -289,8 +215,8 @@ impl Topology {
     fn wait_links_up(&self) -> Result<()> {
         const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
         for host in self.hosts() {
-            link::wait_up(&host.ns, HOST_INTERFACE, TIMEOUT)?;
-            link::wait_up(self.bridge.ns(), &host.bridge_port, TIMEOUT)?;
+            link::wait_up(host.ns(), HOST_INTERFACE, TIMEOUT)?;
+            link::wait_up(self.bridge.ns(), host.bridge_port(), TIMEOUT)?;
         }
         Ok(())
     }
@@ -312,99 +238,14 @@ impl fmt::Display for Topology {
             writeln!(
                 f,
                 "  {:<20} {HOST_INTERFACE} {} {:<11} {:<14} mtu {} port {}",
-                host.ns.name(),
-                link::format_mac(host.mac),
-                host.ipv4,
-                host.ipv6,
-                host.mtu,
-                host.bridge_port
+                host.ns().name(),
+                link::format_mac(host.mac()),
+                host.ipv4(),
+                host.ipv6(),
+                host.mtu(),
+                host.bridge_port()
             )?;
         }
         Ok(())
-    }
-}
-
-impl Host {
-    fn build(
-        bridge: &Bridge,
-        options: &TopologyOptions,
-        name: &str,
-        role: Role,
-        number: u8,
-    ) -> Result<Host> {
-        let ns = Netns::create(&format!("{}-{name}", options.prefix))?;
-        disable_rp_filter(&ns)?;
-        // Addresses are usable at once, link-local ones included.
-        for scope in ["all", "default"] {
-            ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
-        }
-        let mtu = match role {
-            Role::Client => CLIENT_MTU,
-            Role::Balancer | Role::Backend => FABRIC_MTU,
-        };
-        let bridge_port = format!("p-{name}");
-        bridge.connect(&bridge_port, &ns, HOST_INTERFACE, mtu)?;
-        ns.sysctl(&format!("net.ipv4.conf.{HOST_INTERFACE}.rp_filter"), "0")?;
-        let ipv4 = Ipv4Addr::new(192, 0, 2, number);
-        let ipv6 = host_ipv6(number);
-        link::add_address(&ns, HOST_INTERFACE, ipv4.into(), PREFIX_LEN_V4)?;
-        link::add_address(&ns, HOST_INTERFACE, ipv6.into(), PREFIX_LEN_V6)?;
-        if role == Role::Backend {
-            configure_backend(&ns, options)?;
-        }
-        let mac = link::mac(&ns, HOST_INTERFACE)?;
-        Ok(Host {
-            name: name.to_owned(),
-            role,
-            ns,
-            ipv4,
-            ipv6,
-            mac,
-            mtu,
-            bridge_port,
-        })
-    }
-}
-
-/// The VIP on `lo` (both families), and ARP settings that keep the backend
-/// from answering or announcing it on `eth0`: `arp_ignore=1` answers only
-/// for addresses of the receiving interface, `arp_announce=2` picks ARP
-/// source addresses from the outgoing interface.
-fn configure_backend(ns: &Netns, options: &TopologyOptions) -> Result<()> {
-    link::add_address(ns, "lo", options.vip_v4.into(), 32)?;
-    link::add_address(ns, "lo", options.vip_v6.into(), 128)?;
-    for scope in ["all", HOST_INTERFACE] {
-        ns.sysctl(&format!("net.ipv4.conf.{scope}.arp_ignore"), "1")?;
-        ns.sysctl(&format!("net.ipv4.conf.{scope}.arp_announce"), "2")?;
-    }
-    Ok(())
-}
-
-/// Reverse-path filtering off for existing and future interfaces: the
-/// balancers' forwarded and encapsulated packets arrive asymmetrically.
-fn disable_rp_filter(ns: &Netns) -> Result<()> {
-    for scope in ["all", "default"] {
-        ns.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
-    }
-    Ok(())
-}
-
-/// `2001:db8::N` with N's decimal digits read as hex, so that host 11 is
-/// `2001:db8::11` like `192.0.2.11`.
-fn host_ipv6(number: u8) -> Ipv6Addr {
-    let digits = u16::from_str_radix(&number.to_string(), 16)
-        .expect("the decimal digits of a u8 are valid hex");
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, digits)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_host_numbers_read_like_ipv4() {
-        assert_eq!(host_ipv6(1).to_string(), "2001:db8::1");
-        assert_eq!(host_ipv6(11).to_string(), "2001:db8::11");
-        assert_eq!(host_ipv6(99).to_string(), "2001:db8::99");
     }
 }
