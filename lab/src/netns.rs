@@ -240,7 +240,8 @@ pub fn delete_with_prefix(prefix: &str) -> Result<Vec<String>> {
     );
     let mut deleted = Vec::new();
     for name in list()?.into_iter().filter(|n| n.starts_with(prefix)) {
-        for pid in pids_of(&name)? {
+        let own = std::process::id();
+        for pid in pids_of(&name)?.into_iter().filter(|pid| *pid != own) {
             let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
             // SAFETY: kill has no memory-safety preconditions. The PID was
             // just listed inside a namespace carrying the lab's prefix.
@@ -249,7 +250,7 @@ pub fn delete_with_prefix(prefix: &str) -> Result<Vec<String>> {
         wait_until(
             Duration::from_secs(5),
             &format!("processes in {name} to exit"),
-            || Ok(pids_of(&name)?.is_empty().then_some(())),
+            || Ok(pids_of(&name)?.iter().all(|pid| *pid == own).then_some(())),
         )?;
         cmd::run("ip", &["netns", "del", &name])
             .with_context(|| format!("deleting network namespace {name}"))?;
