@@ -258,3 +258,153 @@ fn virtual_server(old: &VirtualServer, new: &VirtualServer) -> Option<VirtualSer
         && diff.backends_changed.is_empty();
     (!unchanged).then_some(diff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const OLD: &str = r#"
+[dataplane]
+interfaces = ["eth0"]
+
+[[vrrp.instance]]
+name = "VI_1"
+interface = "eth0"
+vrid = 51
+virtual_addresses = ["192.0.2.10/24"]
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+backend = [ { address = "10.0.0.11" }, { address = "10.0.0.12", weight = 50 } ]
+
+[[virtual_server]]
+name = "dns"
+address = "192.0.2.10"
+port = 53
+protocol = "udp"
+health_check = { kind = "none" }
+backend = [ { address = "10.0.0.21" } ]
+"#;
+
+    fn config(text: &str) -> Config {
+        parse(text, "test.toml").unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    #[test]
+    fn identical_configs_differ_in_nothing() {
+        let d = diff(&config(OLD), &config(OLD));
+        assert!(d.is_empty(), "{d:#?}");
+        assert!(!d.needs_program_reload());
+    }
+
+    #[test]
+    fn backend_order_is_not_a_change() {
+        let reordered = OLD.replace(
+            r#"{ address = "10.0.0.11" }, { address = "10.0.0.12", weight = 50 }"#,
+            r#"{ address = "10.0.0.12", weight = 50 }, { address = "10.0.0.11" }"#,
+        );
+        assert!(diff(&config(OLD), &config(&reordered)).is_empty());
+    }
+
+    #[test]
+    fn backends_added_removed_and_reweighted() {
+        let new = OLD.replace(
+            r#"{ address = "10.0.0.11" }, { address = "10.0.0.12", weight = 50 }"#,
+            r#"{ address = "10.0.0.12", weight = 0 }, { address = "10.0.0.13", port = 8080 }"#,
+        );
+        let d = diff(&config(OLD), &config(&new));
+        assert!(d.virtual_servers_added.is_empty());
+        assert!(d.virtual_servers_removed.is_empty());
+        assert_eq!(d.virtual_servers_changed.len(), 1);
+        let web = &d.virtual_servers_changed[0];
+        assert_eq!(web.name, "web");
+        assert!(!web.listener && !web.forwarding && !web.scheduler && !web.health_check);
+        let addresses = |list: &[Backend]| {
+            list.iter()
+                .map(|b| b.address.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(addresses(&web.backends_added), ["10.0.0.13"]);
+        assert_eq!(addresses(&web.backends_removed), ["10.0.0.11"]);
+        let reweighted: Vec<_> = web.backends_reweighted().collect();
+        assert_eq!(reweighted.len(), 1);
+        assert_eq!(reweighted[0].address().to_string(), "10.0.0.12");
+        assert_eq!(
+            (reweighted[0].old.weight, reweighted[0].new.weight),
+            (50, 0)
+        );
+        assert!(web.touches_maps());
+        assert!(!d.needs_program_reload());
+    }
+
+    #[test]
+    fn a_health_port_change_does_not_touch_the_maps() {
+        let new = OLD.replace(
+            r#"{ address = "10.0.0.11" }"#,
+            r#"{ address = "10.0.0.11", port = 8080 }"#,
+        );
+        let d = diff(&config(OLD), &config(&new));
+        let web = &d.virtual_servers_changed[0];
+        assert_eq!(web.backends_changed.len(), 1);
+        assert_eq!(web.backends_reweighted().count(), 0);
+        assert!(!web.touches_maps());
+    }
+
+    #[test]
+    fn virtual_servers_added_removed_and_changed() {
+        let new = OLD.replace("name = \"dns\"", "name = \"dns2\"").replace(
+            "port = 80\n",
+            "port = 8080\nforwarding = \"dsr\"\nhealth_check = { kind = \"http\" }\n",
+        );
+        let d = diff(&config(OLD), &config(&new));
+        assert_eq!(d.virtual_servers_added, ["dns2"]);
+        assert_eq!(d.virtual_servers_removed, ["dns"]);
+        let web = &d.virtual_servers_changed[0];
+        assert!(web.listener && web.forwarding && web.health_check);
+        assert!(web.backends_added.is_empty() && web.backends_changed.is_empty());
+    }
+
+    #[test]
+    fn dataplane_changes_need_a_program_reload() {
+        let new = OLD.replace(
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"eth0\", \"eth1\"]\nmaglev_table_size = 251\ntunnel_source_v4 = \"10.99.0.0/16\"",
+        );
+        let d = diff(&config(OLD), &config(&new));
+        assert_eq!(
+            d.dataplane,
+            DataplaneChange::Changed(vec![
+                DataplaneSetting::Interfaces,
+                DataplaneSetting::MaglevTableSize,
+                DataplaneSetting::TunnelSourceV4,
+            ])
+        );
+        assert!(d.needs_program_reload());
+        assert!(d.virtual_servers_changed.is_empty());
+
+        let vrrp_only = "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\nvirtual_addresses = [\"192.0.2.10/24\"]\n";
+        let d = diff(&config(OLD), &config(vrrp_only));
+        assert_eq!(d.dataplane, DataplaneChange::Removed);
+        assert_eq!(d.virtual_servers_removed, ["web", "dns"]);
+        assert!(d.vrrp_changed.is_empty(), "{d:#?}");
+        assert_eq!(
+            diff(&config(vrrp_only), &config(OLD)).dataplane,
+            DataplaneChange::Added
+        );
+    }
+
+    #[test]
+    fn vrrp_and_listener_changes() {
+        let new = OLD.replace("vrid = 51", "vrid = 52")
+            + "\n[[vrrp.instance]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvrid = 51\nvirtual_addresses = [\"2001:db8::10/64\"]\n\n[metrics]\nlisten = \"0.0.0.0:9100\"\n";
+        let d = diff(&config(OLD), &config(&new));
+        assert_eq!(d.vrrp_changed, ["VI_1"]);
+        assert_eq!(d.vrrp_added, ["VI_6"]);
+        assert!(d.vrrp_removed.is_empty());
+        assert!(d.metrics_changed && !d.admin_changed);
+        assert!(!d.needs_program_reload());
+    }
+}
