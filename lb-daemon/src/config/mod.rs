@@ -3,10 +3,10 @@
 //!
 //! - [`raw`]: serde structures mirroring the file, with spans; unknown
 //!   fields are errors.
-//! - [`validate`]: defaults, ranges and cross-field rules; every error is
+//! - `validate`: defaults, ranges and cross-field rules; every error is
 //!   collected, not just the first.
 //! - [`model`]: the validated [`Config`] the daemon runs from.
-//! - [`diff`]: what changed between two configs (SIGHUP reload).
+//! - [`mod@diff`]: what changed between two configs (SIGHUP reload).
 //! - [`error`]: errors and warnings located by file, line, column and
 //!   field path.
 //!

@@ -1,5 +1,5 @@
 //! The validated configuration the daemon runs from. Every value here has
-//! passed [`super::validate`]: ranges hold, names are unique, references
+//! passed validation: ranges hold, names are unique, references
 //! resolve, and defaults are filled in.
 use std::{net::IpAddr, net::SocketAddr, path::PathBuf, time::Duration};
 

@@ -3,7 +3,7 @@
 //! Every field is optional here and keeps its span, and values with a
 //! grammar of their own (addresses, durations, enumerations) stay strings
 //! and integers stay `i64`: serde stops at the first error, so anything
-//! that can be checked later is checked later, in [`super::validate`],
+//! that can be checked later is checked later, in `validate`,
 //! where all errors are collected. Unknown fields are rejected here
 //! (`deny_unknown_fields`). The defaults applied to absent fields are in
 //! [`super::model::defaults`] and are named in each field's comment.
