@@ -5,4 +5,5 @@ pub mod cmd;
 pub mod config;
 pub mod dataplane;
 pub mod maglev;
+pub mod status;
 pub mod vrrp;

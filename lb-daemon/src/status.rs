@@ -1,0 +1,161 @@
+//! A snapshot of a running daemon: what `GET /api/v1/status` returns as
+//! JSON, what `lb-daemon status` and the lab's live view print, and what
+//! the Prometheus metrics are read from.
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole daemon.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// `None` for a pure VRRP daemon (no `[dataplane]`).
+    pub dataplane: Option<DataplaneStatus>,
+    pub virtual_servers: Vec<VirtualServerStatus>,
+    pub vrrp: Vec<VrrpStatus>,
+}
+
+/// The XDP program and its counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataplaneStatus {
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Instructions the verifier processed when the program was loaded
+    /// (`None` when the kernel does not report it or the program was adopted).
+    pub verified_instructions: Option<u32>,
+    /// Packets per data-plane counter, by the names of
+    /// `lb_common::stats::NAMES` (`tx_tunnel`, `flow_hit`, ...).
+    pub counters: Vec<NamedCounter>,
+}
+
+/// One interface the balancer program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// `driver` or `generic`.
+    pub mode: String,
+    /// Kernel id of the attached program.
+    pub program_id: Option<u32>,
+}
+
+/// A data-plane counter summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCounter {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One `[[virtual_server]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VirtualServerStatus {
+    pub name: String,
+    pub address: IpAddr,
+    /// 0: all ports.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// `tunnel` or `dsr`.
+    pub forwarding: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// New flows (flow-table misses that picked a backend).
+    pub flows: u64,
+    pub backends: Vec<BackendStatus>,
+}
+
+impl VirtualServerStatus {
+    /// Backends that are healthy and take new flows.
+    pub fn active_backends(&self) -> usize {
+        self.backends.iter().filter(|b| b.takes_new_flows()).count()
+    }
+}
+
+/// One backend of a virtual server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub address: IpAddr,
+    /// The configured weight.
+    pub weight: u32,
+    /// Drained through the admin API (no new flows, established ones stay).
+    pub drained: bool,
+    pub health: Health,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl BackendStatus {
+    /// The weight the Maglev table is built with: 0 when drained.
+    pub fn effective_weight(&self) -> u32 {
+        if self.drained { 0 } else { self.weight }
+    }
+
+    /// Whether new flows may be sent to this backend.
+    pub fn takes_new_flows(&self) -> bool {
+        self.health == Health::Up && self.effective_weight() > 0
+    }
+}
+
+/// Health-check verdict of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Up,
+    Down,
+}
+
+/// One `[[vrrp.instance]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// 2 or 3.
+    pub version: u8,
+    pub state: VrrpState,
+    /// The configured priority.
+    pub priority: u8,
+    /// The priority after tracking adjustments; the one advertised.
+    pub effective_priority: u8,
+    /// The current master's primary address, when known (ourselves when Master).
+    pub master: Option<IpAddr>,
+    pub virtual_addresses: Vec<String>,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Received adverts discarded by validation, all reasons together.
+    pub adverts_discarded: u64,
+    pub transitions: TransitionCounts,
+}
+
+/// State changes of a VRRP instance, counted by the state entered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionCounts {
+    pub backup: u64,
+    pub master: u64,
+    pub fault: u64,
+}
+
+/// State of a VRRP instance (RFC 5798 §6.4, plus Fault as keepalived has
+/// it: a tracked object with weight 0 failed, the instance does not take part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpState {
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl VrrpState {
+    pub const ALL: [Self; 4] = [Self::Initialize, Self::Backup, Self::Master, Self::Fault];
+
+    /// Lower-case name, as in metrics labels and notify arguments.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Backup => "backup",
+            Self::Master => "master",
+            Self::Fault => "fault",
+        }
+    }
+}
