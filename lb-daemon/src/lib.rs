@@ -5,5 +5,6 @@ pub mod cmd;
 pub mod config;
 pub mod dataplane;
 pub mod maglev;
+pub mod netlink;
 pub mod status;
 pub mod vrrp;
