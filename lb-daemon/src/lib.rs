@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod config;
 pub mod dataplane;
 pub mod maglev;
+pub mod neighbour;
 pub mod netlink;
 pub mod status;
 pub mod vrrp;

@@ -1,15 +1,18 @@
 //! The balancer program: loaded from the embedded object with the map
-//! sizes and globals of the configuration, attached through rtnetlink.
-use std::{net::Ipv4Addr, net::Ipv6Addr, os::fd::AsFd};
+//! sizes and globals of the configuration, or adopted from an interface it
+//! is attached to (a previous daemon's, with its maps and flow tables);
+//! attached through rtnetlink.
+use std::{collections::HashMap, net::Ipv4Addr, net::Ipv6Addr, os::fd::AsFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp},
+    maps::{Map, MapData, MapInfo},
+    programs::{ProgramError, ProgramFd, ProgramInfo, Xdp, loaded_programs},
 };
 use lb_common::{limits, names};
 
 use super::{
-    Error, Result, XdpMode, attach,
+    Error, Result, XdpMode, attach, map_err,
     maps::BpfMaps,
     object,
     programmer::{Capacity, Programmer},
@@ -55,9 +58,13 @@ impl LoadOptions {
     }
 }
 
-/// The loaded balancer: its program and the programmer of its maps.
+/// The balancer: its program and the programmer of its maps.
 pub struct Balancer {
-    ebpf: Ebpf,
+    /// The object, when this process loaded the program; `None` when the
+    /// program was adopted.
+    ebpf: Option<Ebpf>,
+    /// Kernel id of the program.
+    id: u32,
     programmer: Programmer<BpfMaps>,
 }
 
@@ -91,17 +98,87 @@ impl Balancer {
             .load(object::BALANCER)?;
         program_mut(&mut ebpf)?.load()?;
         let maps = BpfMaps::new(|name| ebpf.take_map(name))?;
+        let id = program_mut(&mut ebpf)?.info()?.id();
         Ok(Self {
-            ebpf,
+            ebpf: Some(ebpf),
+            id,
             programmer: Programmer::new(maps, options.capacity()),
         })
     }
 
-    /// The XDP program (for BPF_PROG_TEST_RUN and attaching).
+    /// The balancer program attached to `ifindex`, if one is: its id.
+    /// Another XDP program there is an error (the daemon would replace it).
+    pub fn find_attached(ifindex: u32) -> Result<Option<u32>> {
+        let Some(id) = attach::attached(ifindex)? else {
+            return Ok(None);
+        };
+        let info = program_info(id)?;
+        match info.name_as_str() {
+            Some(names::PROGRAM) => Ok(Some(id)),
+            other => Err(Error::Invalid(format!(
+                "interface {ifindex} runs another XDP program ({}, id {id}); detach it first",
+                other.unwrap_or("unnamed")
+            ))),
+        }
+    }
+
+    /// Takes over the balancer program `id` (see [`Self::find_attached`])
+    /// and its maps, as they are: the flow tables, the VIP entries, rings and
+    /// backend slots, sized as they were loaded (`options` is not used for
+    /// the sizes; [`Self::capacity`] tells them).
+    pub fn adopt(id: u32) -> Result<Self> {
+        let info = program_info(id)?;
+        let mut maps: HashMap<String, (MapInfo, Map)> = HashMap::new();
+        for map_id in info.map_ids()?.unwrap_or_default() {
+            let map_info = MapInfo::from_id(map_id).map_err(map_err("adopted"))?;
+            let Some(name) = map_info.name_as_str().map(str::to_owned) else {
+                continue;
+            };
+            let data = MapData::from_id(map_id).map_err(map_err("adopted"))?;
+            let map = Map::from_map_data(data).map_err(map_err("adopted"))?;
+            maps.insert(name, (map_info, map));
+        }
+        let entries = |name: &'static str| {
+            maps.get(name)
+                .map(|(info, _)| info.max_entries())
+                .ok_or(Error::Missing(name))
+        };
+        let max_vips = entries(names::VIP_STATS)?;
+        let capacity = Capacity {
+            ring_size: entries(names::RINGS)? / (2 * max_vips.max(1)),
+            max_vips,
+            max_backends: entries(names::BACKENDS)?,
+        };
+        let maps = BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map))?;
+        let contents = maps.contents()?;
+        Ok(Self {
+            ebpf: None,
+            id,
+            programmer: Programmer::adopt(maps, capacity, &contents),
+        })
+    }
+
+    /// Kernel id of the program.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Whether the program was adopted rather than loaded by this process.
+    pub fn is_adopted(&self) -> bool {
+        self.ebpf.is_none()
+    }
+
+    /// Sizes of the maps.
+    pub fn capacity(&self) -> Capacity {
+        self.programmer.capacity()
+    }
+
+    /// The XDP program (for BPF_PROG_TEST_RUN); only when loaded here.
     pub fn program(&self) -> Result<&Xdp> {
         let program = self
             .ebpf
-            .program(names::PROGRAM)
+            .as_ref()
+            .and_then(|ebpf| ebpf.program(names::PROGRAM))
             .ok_or(Error::Missing(names::PROGRAM))?;
         program.try_into().map_err(Error::from)
     }
@@ -109,14 +186,20 @@ impl Balancer {
     /// Attaches to the interface `ifindex` of this thread's namespace. The
     /// program stays attached when this process exits.
     pub fn attach(&self, ifindex: u32, mode: XdpMode) -> Result<XdpMode> {
-        let program = self.program()?;
-        let fd = program.fd()?;
+        let fd = self.fd()?;
         attach::attach(ifindex, fd.as_fd(), mode)
+    }
+
+    fn fd(&self) -> Result<ProgramFd> {
+        match self.program() {
+            Ok(program) => Ok(program.fd()?.try_clone().map_err(ProgramError::from)?),
+            Err(_) => Ok(program_info(self.id)?.fd()?),
+        }
     }
 
     /// Instructions the verifier processed when it accepted the program.
     pub fn verified_instructions(&self) -> Result<Option<u32>> {
-        Ok(self.program()?.info()?.verified_instruction_count())
+        Ok(program_info(self.id)?.verified_instruction_count())
     }
 
     pub fn programmer(&self) -> &Programmer<BpfMaps> {
@@ -131,6 +214,16 @@ impl Balancer {
     pub fn maps(&self) -> &BpfMaps {
         self.programmer.maps()
     }
+}
+
+fn program_info(id: u32) -> Result<ProgramInfo> {
+    for info in loaded_programs() {
+        let info = info?;
+        if info.id() == id {
+            return Ok(info);
+        }
+    }
+    Err(Error::Invalid(format!("no BPF program with id {id}")))
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {

@@ -24,6 +24,15 @@ pub trait MapWriter {
     fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()>;
 }
 
+/// What the maps hold: the VIP entries and the backend slots in use.
+/// A restarted daemon rebuilds its [`super::Programmer`] from this.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Slots with a backend (family set), by id.
+    pub backends: Vec<(u32, Backend)>,
+}
+
 /// Counters summed over all CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -115,6 +124,26 @@ impl BpfMaps {
         }))
     }
 
+    /// The VIP entries and occupied backend slots.
+    pub fn contents(&self) -> Result<Contents> {
+        let mut contents = Contents::default();
+        for entry in self.vips_v4.iter() {
+            let (key, meta) = entry.map_err(map_err(names::VIPS_V4))?;
+            contents.vips.push((VipKey::V4(key), meta));
+        }
+        for entry in self.vips_v6.iter() {
+            let (key, meta) = entry.map_err(map_err(names::VIPS_V6))?;
+            contents.vips.push((VipKey::V6(key), meta));
+        }
+        for (id, backend) in self.backends.iter().enumerate() {
+            let backend = backend.map_err(map_err(names::BACKENDS))?;
+            if backend.family != 0 {
+                contents.backends.push((id as u32, backend));
+            }
+        }
+        Ok(contents)
+    }
+
     /// Number of backend slots (the `BACKENDS` map size).
     pub fn backend_capacity(&self) -> u32 {
         self.backends.len()
@@ -166,6 +195,23 @@ pub struct MemoryMaps {
     pub rings: HashMap<u32, u32>,
     /// Number of ring slots written so far (to check minimal updates).
     pub ring_writes: usize,
+}
+
+impl MemoryMaps {
+    /// The VIP entries and occupied backend slots, as [`BpfMaps::contents`].
+    pub fn contents(&self) -> Contents {
+        let mut backends: Vec<(u32, Backend)> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.family != 0)
+            .map(|(id, b)| (*id, *b))
+            .collect();
+        backends.sort_by_key(|(id, _)| *id);
+        Contents {
+            vips: self.vips.iter().map(|(k, m)| (*k, *m)).collect(),
+            backends,
+        }
+    }
 }
 
 impl MapWriter for MemoryMaps {

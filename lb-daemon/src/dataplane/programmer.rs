@@ -21,7 +21,7 @@ use lb_common::{
 
 use super::{
     Error, Result,
-    maps::{MapWriter, VipKey},
+    maps::{Contents, MapWriter, VipKey},
 };
 use crate::maglev;
 
@@ -89,9 +89,16 @@ pub struct Programmer<M> {
     /// Backend ids are reused as late as possible (FIFO), id 0 never.
     free_backend_ids: VecDeque<u32>,
     /// What each ring in the kernel holds, by ring id, to write only the
-    /// slots that change. Rings never written hold zeros.
+    /// slots that change. Rings not in here hold zeros in fresh maps, or
+    /// are unknown in adopted ones.
     rings: HashMap<u32, Vec<u32>>,
+    /// Filler of rings not in `rings`: 0, or [`UNKNOWN_SLOT`] after adoption.
+    unwritten_slot: u32,
 }
+
+/// Stands for a slot whose content is unknown: differs from every backend
+/// id, so the next write of the ring writes every slot.
+const UNKNOWN_SLOT: u32 = u32::MAX;
 
 impl<M: MapWriter> Programmer<M> {
     pub fn new(maps: M, capacity: Capacity) -> Self {
@@ -102,7 +109,65 @@ impl<M: MapWriter> Programmer<M> {
             free_vip_indices: (0..capacity.max_vips).collect(),
             free_backend_ids: (1..capacity.max_backends).collect(),
             rings: HashMap::new(),
+            unwritten_slot: 0,
         }
+    }
+
+    /// Takes over maps that a previous daemon programmed (`contents` read
+    /// from them): the virtual servers keep their indices, rings and
+    /// backend ids, so that programming the same configuration again
+    /// changes nothing a packet could see and established flows keep
+    /// their backends. Backend weights are not stored in the maps: the
+    /// next [`Self::set`] supplies them. Entries that do not fit
+    /// `capacity` are left out (the next `set` or `remove` rewrites them).
+    pub fn adopt(maps: M, capacity: Capacity, contents: &Contents) -> Self {
+        let mut programmer = Self::new(maps, capacity);
+        programmer.unwritten_slot = UNKNOWN_SLOT;
+        for (key, meta) in &contents.vips {
+            let Some(id) = vip_id(key) else { continue };
+            let index = meta.vip_index;
+            let active = meta.ring_id.wrapping_sub(2 * index);
+            if index >= capacity.max_vips || active > 1 {
+                continue;
+            }
+            let spec = VipSpec {
+                id,
+                forwarding: if meta.flags & VIP_FLAG_DSR != 0 {
+                    Forwarding::Dsr
+                } else {
+                    Forwarding::Tunnel
+                },
+            };
+            let backends = contents
+                .backends
+                .iter()
+                .filter(|(id, b)| b.vip_index == index && *id != 0 && *id < capacity.max_backends)
+                .filter_map(|(id, b)| Some((*id, backend_spec(b)?)))
+                .map(|(id, spec)| (spec.address, (id, spec)))
+                .collect();
+            programmer.free_vip_indices.retain(|i| *i != index);
+            programmer.vips.insert(
+                id,
+                VipState {
+                    spec,
+                    index,
+                    active,
+                    backends,
+                },
+            );
+        }
+        let used: std::collections::HashSet<u32> = programmer
+            .vips
+            .values()
+            .flat_map(|v| v.backends.values().map(|(id, _)| *id))
+            .collect();
+        programmer.free_backend_ids.retain(|id| !used.contains(id));
+        programmer
+    }
+
+    /// Gives the maps back.
+    pub fn into_maps(self) -> M {
+        self.maps
     }
 
     pub fn maps(&self) -> &M {
@@ -137,6 +202,7 @@ impl<M: MapWriter> Programmer<M> {
             free_backend_ids,
             rings,
             capacity,
+            unwritten_slot,
             ..
         } = self;
         let vip = vips
@@ -179,7 +245,10 @@ impl<M: MapWriter> Programmer<M> {
         let table = maglev::build(&members, capacity.ring_size);
         let next = 1 - vip.active;
         let ring_id = 2 * vip.index + next;
-        write_ring(maps, rings, capacity.ring_size, ring_id, table)?;
+        let current = rings
+            .entry(ring_id)
+            .or_insert_with(|| vec![*unwritten_slot; capacity.ring_size as usize]);
+        write_ring(maps, current, ring_id * capacity.ring_size, table)?;
         maps.set_vip(
             vip_key(&spec.id, VIP_KIND_PORT),
             meta(vip.index, ring_id, &spec),
@@ -272,18 +341,14 @@ fn check(spec: &VipSpec, backends: &[BackendSpec]) -> Result<()> {
     Ok(())
 }
 
-/// Writes `table` into ring `ring_id`, only the slots that differ.
+/// Writes `table` over the ring at slot `base` that holds `current`,
+/// only the slots that differ.
 fn write_ring(
     maps: &mut impl MapWriter,
-    rings: &mut HashMap<u32, Vec<u32>>,
-    ring_size: u32,
-    ring_id: u32,
+    current: &mut Vec<u32>,
+    base: u32,
     table: Vec<u32>,
 ) -> Result<()> {
-    let current = rings
-        .entry(ring_id)
-        .or_insert_with(|| vec![0; ring_size as usize]);
-    let base = ring_id * ring_size;
     let changes: Vec<(u32, u32)> = table
         .iter()
         .zip(current.iter())
@@ -294,6 +359,39 @@ fn write_ring(
     maps.set_ring_slots(&changes)?;
     *current = table;
     Ok(())
+}
+
+/// The virtual server of a VIP entry; `None` for fragment entries.
+fn vip_id(key: &VipKey) -> Option<VipId> {
+    let (address, port_be, protocol, kind) = match key {
+        VipKey::V4(k) => (IpAddr::from(k.addr), k.port_be, k.proto, k.kind),
+        VipKey::V6(k) => (IpAddr::from(k.addr), k.port_be, k.proto, k.kind),
+    };
+    (kind == VIP_KIND_PORT).then_some(VipId {
+        address,
+        port: u16::from_be(port_be),
+        protocol,
+    })
+}
+
+/// A backend as read back from its slot (weight unknown: 0).
+fn backend_spec(backend: &Backend) -> Option<BackendSpec> {
+    let address = match backend.family {
+        FAMILY_V4 => IpAddr::from([
+            backend.addr[0],
+            backend.addr[1],
+            backend.addr[2],
+            backend.addr[3],
+        ]),
+        FAMILY_V6 => IpAddr::from(backend.addr),
+        _ => return None,
+    };
+    Some(BackendSpec {
+        address,
+        mac: backend.mac,
+        weight: 0,
+        up: backend.flags & BACKEND_FLAG_UP != 0,
+    })
 }
 
 fn vip_key(id: &VipId, kind: u8) -> VipKey {
@@ -495,6 +593,45 @@ mod tests {
             p.remove(&spec.id).unwrap();
         }
         assert!(p.maps().vips.is_empty());
+    }
+
+    #[test]
+    fn adopted_maps_keep_rings_and_backend_ids() {
+        let mut p = programmer();
+        let (web, dns) = (vip(80), vip(53));
+        let three = [backend(11, 100), backend(12, 100), backend(13, 50)];
+        p.set(web, &three).unwrap();
+        p.set(dns, &[backend(14, 100)]).unwrap();
+        p.set(web, &three).unwrap(); // the active ring is now ring 0 again
+        let ring_before = kernel_ring(&p, &web);
+        let ids: Vec<_> = three
+            .iter()
+            .map(|b| p.backend_id(&web.id, &b.address))
+            .collect();
+        let capacity = p.capacity();
+        let maps = p.into_maps();
+        let contents = maps.contents();
+
+        let mut adopted = Programmer::adopt(maps, capacity, &contents);
+        let mut vips: Vec<_> = adopted.vips().copied().collect();
+        vips.sort();
+        assert_eq!(vips, vec![dns.id, web.id]);
+        for (b, id) in three.iter().zip(&ids) {
+            assert_eq!(adopted.backend_id(&web.id, &b.address), *id);
+        }
+        // The same configuration again: the kernel's ring is the same
+        // table (in the other half, written whole as its content is unknown).
+        let writes = adopted.maps().ring_writes;
+        adopted.set(web, &three).unwrap();
+        assert_eq!(kernel_ring(&adopted, &web), ring_before);
+        assert_eq!(adopted.maps().ring_writes - writes, RING as usize);
+        // New ids do not collide with adopted ones.
+        adopted
+            .set(dns, &[backend(14, 100), backend(15, 100)])
+            .unwrap();
+        let new = adopted.backend_id(&dns.id, &backend(15, 100).address);
+        assert!(new.is_some() && !ids.contains(&new));
+        assert_ne!(adopted.vip_index(&dns.id), adopted.vip_index(&web.id));
     }
 
     #[test]
