@@ -158,6 +158,18 @@ impl Balancer {
         })
     }
 
+    /// Pins the program at `path` (on a bpffs), where a daemon started
+    /// later finds it; only a program loaded by this process.
+    pub fn pin(&mut self, path: &std::path::Path) -> Result<()> {
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("an adopted program is not pinned again".into()))?;
+        program_mut(ebpf)?
+            .pin(path)
+            .map_err(|error| Error::Invalid(format!("pinning at {}: {error}", path.display())))
+    }
+
     /// Kernel id of the program.
     pub fn id(&self) -> u32 {
         self.id

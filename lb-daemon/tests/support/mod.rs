@@ -1,6 +1,7 @@
 //! Shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod netns;
 pub mod packets;
 

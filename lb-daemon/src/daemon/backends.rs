@@ -1,0 +1,206 @@
+//! What the daemon knows about each backend beyond the config: its health,
+//! whether an operator drained it, and the Ethernet address packets to it
+//! are sent to. Turns a virtual server into the data plane's specs. Pure.
+use std::{collections::HashMap, net::IpAddr};
+
+use crate::{
+    config::{Config, VirtualServer},
+    dataplane::{BackendSpec, VipSpec, programmer::VipId},
+    status::{BackendStatus, Health},
+};
+
+/// A backend of a virtual server: (virtual server name, address).
+pub type BackendKey = (String, IpAddr);
+
+/// Runtime state of one backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendState {
+    pub health: Health,
+    pub drained: bool,
+    /// Ethernet destination (the backend in dsr mode, the next hop in
+    /// tunnel mode); `None` until the kernel has resolved it.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Default for BackendState {
+    /// A new backend is up until its health check says otherwise (it goes
+    /// down after `fall` failures), as HAProxy and keepalived start them.
+    fn default() -> Self {
+        Self {
+            health: Health::Up,
+            drained: false,
+            mac: None,
+        }
+    }
+}
+
+/// The state of every backend of a config.
+#[derive(Clone, Debug, Default)]
+pub struct Backends {
+    states: HashMap<BackendKey, BackendState>,
+}
+
+impl Backends {
+    /// Keeps the state of backends still in `config`, forgets the others,
+    /// and adds the new ones with the default state.
+    pub fn sync(&mut self, config: &Config) {
+        let mut states = HashMap::new();
+        for vs in &config.virtual_servers {
+            for backend in &vs.backends {
+                let key = (vs.name.clone(), backend.address);
+                let state = self.states.get(&key).copied().unwrap_or_default();
+                states.insert(key, state);
+            }
+        }
+        self.states = states;
+    }
+
+    pub fn get(&self, virtual_server: &str, address: IpAddr) -> Option<&BackendState> {
+        self.states.get(&(virtual_server.to_owned(), address))
+    }
+
+    pub fn get_mut(&mut self, virtual_server: &str, address: IpAddr) -> Option<&mut BackendState> {
+        self.states.get_mut(&(virtual_server.to_owned(), address))
+    }
+
+    /// Whether at least one backend of `vs` is healthy (a VRRP track input).
+    pub fn any_healthy(&self, vs: &VirtualServer) -> bool {
+        vs.backends.iter().any(|b| {
+            self.get(&vs.name, b.address)
+                .is_some_and(|s| s.health == Health::Up)
+        })
+    }
+
+    /// The data plane's view of `vs`: a backend takes packets when it is
+    /// healthy and its Ethernet address is known; drained or weight-0
+    /// backends keep their flows but get no new ones.
+    pub fn specs(&self, vs: &VirtualServer) -> (VipSpec, Vec<BackendSpec>) {
+        let spec = VipSpec {
+            id: vip_id(vs),
+            forwarding: vs.forwarding,
+        };
+        let backends = vs
+            .backends
+            .iter()
+            .map(|b| {
+                let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
+                BackendSpec {
+                    address: b.address,
+                    mac: state.mac.unwrap_or_default(),
+                    weight: if state.drained { 0 } else { b.weight },
+                    up: state.health == Health::Up && state.mac.is_some(),
+                }
+            })
+            .collect();
+        (spec, backends)
+    }
+
+    /// The status of each backend of `vs`, with packet counters from `counter`.
+    pub fn status(
+        &self,
+        vs: &VirtualServer,
+        mut counter: impl FnMut(IpAddr) -> (u64, u64),
+    ) -> Vec<BackendStatus> {
+        vs.backends
+            .iter()
+            .map(|b| {
+                let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
+                let (packets, bytes) = counter(b.address);
+                BackendStatus {
+                    address: b.address,
+                    weight: b.weight,
+                    drained: state.drained,
+                    health: state.health,
+                    packets,
+                    bytes,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The data plane's key of a virtual server.
+pub fn vip_id(vs: &VirtualServer) -> VipId {
+    VipId {
+        address: vs.address,
+        port: vs.port,
+        protocol: vs.protocol.number(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    const CONFIG: &str = r#"
+        [dataplane]
+        interfaces = ["eth0"]
+
+        [[virtual_server]]
+        name = "web"
+        address = "192.0.2.10"
+        port = 80
+        protocol = "tcp"
+        [[virtual_server.backend]]
+        address = "10.0.0.11"
+        [[virtual_server.backend]]
+        address = "10.0.0.12"
+        weight = 0
+    "#;
+
+    fn config(text: &str) -> Config {
+        config::parse(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn backends_take_packets_when_healthy_and_resolved_and_new_flows_when_weighted() {
+        let config = config(CONFIG);
+        let vs = &config.virtual_servers[0];
+        let (a, b) = (vs.backends[0].address, vs.backends[1].address);
+        let mut backends = Backends::default();
+        backends.sync(&config);
+
+        let (spec, specs) = backends.specs(vs);
+        assert_eq!(spec.id.port, 80);
+        assert_eq!(spec.id.protocol, 6);
+        assert!(specs.iter().all(|s| !s.up), "no MAC yet: no packets");
+
+        for address in [a, b] {
+            backends.get_mut("web", address).unwrap().mac = Some([2, 0, 0, 0, 0, 1]);
+        }
+        let (_, specs) = backends.specs(vs);
+        assert!(specs.iter().all(|s| s.up));
+        assert_eq!((specs[0].weight, specs[1].weight), (100, 0));
+
+        backends.get_mut("web", a).unwrap().drained = true;
+        backends.get_mut("web", b).unwrap().health = Health::Down;
+        let (_, specs) = backends.specs(vs);
+        assert_eq!((specs[0].weight, specs[0].up), (0, true), "drained");
+        assert!(!specs[1].up, "down");
+        assert!(backends.any_healthy(vs));
+        backends.get_mut("web", a).unwrap().health = Health::Down;
+        assert!(!backends.any_healthy(vs));
+
+        let status = backends.status(vs, |addr| (u64::from(addr == a), 7));
+        assert_eq!(status[0].packets, 1);
+        assert!(status[0].drained && !status[0].takes_new_flows());
+        assert_eq!(status[1].health, Health::Down);
+    }
+
+    #[test]
+    fn sync_keeps_known_backends_and_forgets_removed_ones() {
+        let old = config(CONFIG);
+        let mut backends = Backends::default();
+        backends.sync(&old);
+        let a = old.virtual_servers[0].backends[0].address;
+        let b = old.virtual_servers[0].backends[1].address;
+        backends.get_mut("web", a).unwrap().drained = true;
+        let new = config(&CONFIG.replace("10.0.0.12", "10.0.0.13"));
+        backends.sync(&new);
+        assert!(backends.get("web", a).unwrap().drained);
+        assert!(backends.get("web", b).is_none());
+        let c = new.virtual_servers[0].backends[1].address;
+        assert_eq!(backends.get("web", c), Some(&BackendState::default()));
+    }
+}

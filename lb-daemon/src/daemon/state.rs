@@ -1,0 +1,382 @@
+//! The daemon's state behind one lock: the config in force, the backends'
+//! runtime state and the data plane. Every change (reload, health result,
+//! drain, next-hop change) goes through here and reprograms exactly the
+//! virtual servers it touches.
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    sync::{Mutex, MutexGuard},
+};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use super::{
+    backends::{Backends, vip_id},
+    dataplane::Dataplane,
+};
+use crate::{
+    config::{Config, Forwarding, VirtualServer, diff},
+    neighbour,
+    status::{BackendStatus, Health, Status, VirtualServerStatus},
+};
+
+/// Why a drain request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("no virtual server named {0:?}")]
+    UnknownVirtualServer(String),
+    #[error("virtual server {0:?} has no backend {1}")]
+    UnknownBackend(String, IpAddr),
+    #[error("programming the data plane: {0:#}")]
+    Dataplane(anyhow::Error),
+}
+
+struct Inner {
+    config: Config,
+    backends: Backends,
+    dataplane: Option<Dataplane>,
+}
+
+/// The daemon's state, shared by its tasks.
+pub struct Shared {
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    /// Adopts or loads the data plane and programs every virtual server;
+    /// virtual servers an adopted program has but the config lacks are removed.
+    pub fn start(config: Config) -> Result<Self> {
+        let dataplane = config
+            .dataplane
+            .as_ref()
+            .map(Dataplane::start)
+            .transpose()?;
+        let mut backends = Backends::default();
+        backends.sync(&config);
+        let shared = Self {
+            inner: Mutex::new(Inner {
+                config,
+                backends,
+                dataplane,
+            }),
+        };
+        {
+            let mut inner = shared.lock();
+            resolve_next_hops(&mut inner);
+            remove_unconfigured(&mut inner)?;
+            let names: Vec<String> = inner
+                .config
+                .virtual_servers
+                .iter()
+                .map(|vs| vs.name.clone())
+                .collect();
+            for name in names {
+                program(&mut inner, &name)?;
+            }
+        }
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies a new, valid config: virtual servers added, removed or
+    /// changed are reprogrammed; the others are not touched, so their flows
+    /// go on. A `[dataplane]` change reloads the program.
+    pub fn reload(&self, config: Config) -> Result<()> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let changes = diff::diff(&inner.config, &config);
+        if changes.is_empty() {
+            info!("reload: nothing changed");
+            return Ok(());
+        }
+        if changes.needs_program_reload() {
+            warn!("reload: [dataplane] changed; the program is loaded again and flows start over");
+            if let Some(dataplane) = inner.dataplane.take() {
+                dataplane.stop();
+            }
+            inner.dataplane = config
+                .dataplane
+                .as_ref()
+                .map(Dataplane::start)
+                .transpose()?;
+        }
+        let mut touched: BTreeSet<String> = changes.virtual_servers_added.iter().cloned().collect();
+        touched.extend(
+            changes
+                .virtual_servers_changed
+                .iter()
+                .filter(|c| c.touches_maps())
+                .map(|c| c.name.clone()),
+        );
+        if changes.needs_program_reload() {
+            touched.extend(config.virtual_servers.iter().map(|vs| vs.name.clone()));
+        }
+        inner.backends.sync(&config);
+        let old = std::mem::replace(&mut inner.config, config);
+        resolve_next_hops(inner);
+        for name in &changes.virtual_servers_removed {
+            if let (Some(vs), Some(dataplane)) = (old.virtual_server(name), &mut inner.dataplane) {
+                dataplane
+                    .balancer_mut()
+                    .programmer_mut()
+                    .remove(&vip_id(vs))?;
+            }
+        }
+        // A listener change removes the old VIP entry first.
+        for change in changes
+            .virtual_servers_changed
+            .iter()
+            .filter(|c| c.listener)
+        {
+            if let (Some(vs), Some(dataplane)) =
+                (old.virtual_server(&change.name), &mut inner.dataplane)
+            {
+                dataplane
+                    .balancer_mut()
+                    .programmer_mut()
+                    .remove(&vip_id(vs))?;
+            }
+        }
+        for name in &touched {
+            program(inner, name)?;
+        }
+        info!(
+            added = changes.virtual_servers_added.len(),
+            removed = changes.virtual_servers_removed.len(),
+            reprogrammed = touched.len(),
+            "reload applied"
+        );
+        Ok(())
+    }
+
+    /// Looks the next hops up again; reprograms the virtual servers whose
+    /// backends' Ethernet addresses changed.
+    pub fn refresh_next_hops(&self) -> Result<()> {
+        let mut inner = self.lock();
+        for name in resolve_next_hops(&mut inner) {
+            program(&mut inner, &name)?;
+        }
+        Ok(())
+    }
+
+    /// A health-check verdict changed: the backend leaves or rejoins the ring.
+    pub fn set_health(&self, virtual_server: &str, backend: IpAddr, health: Health) -> Result<()> {
+        let mut inner = self.lock();
+        let Some(state) = inner.backends.get_mut(virtual_server, backend) else {
+            return Ok(()); // a late result for a backend removed by a reload
+        };
+        state.health = health;
+        program(&mut inner, virtual_server)
+    }
+
+    /// Whether `virtual_server` has a healthy backend (VRRP tracking).
+    pub fn any_healthy(&self, virtual_server: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .config
+            .virtual_server(virtual_server)
+            .is_some_and(|vs| inner.backends.any_healthy(vs))
+    }
+
+    /// Drains (no new flows, established ones stay) or undrains a backend.
+    pub fn set_drained(
+        &self,
+        virtual_server: &str,
+        backend: IpAddr,
+        drained: bool,
+    ) -> Result<BackendStatus, DrainError> {
+        let mut inner = self.lock();
+        if inner.config.virtual_server(virtual_server).is_none() {
+            return Err(DrainError::UnknownVirtualServer(virtual_server.to_owned()));
+        }
+        let state = inner
+            .backends
+            .get_mut(virtual_server, backend)
+            .ok_or_else(|| DrainError::UnknownBackend(virtual_server.to_owned(), backend))?;
+        state.drained = drained;
+        program(&mut inner, virtual_server).map_err(DrainError::Dataplane)?;
+        info!(virtual_server, %backend, drained, "drain state changed");
+        let status = status_of(&inner);
+        status
+            .virtual_servers
+            .into_iter()
+            .find(|vs| vs.name == virtual_server)
+            .and_then(|vs| vs.backends.into_iter().find(|b| b.address == backend))
+            .ok_or_else(|| DrainError::UnknownBackend(virtual_server.to_owned(), backend))
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    /// Virtual servers and the data plane, with counters (VRRP is added by
+    /// the caller).
+    pub fn status(&self) -> Status {
+        status_of(&self.lock())
+    }
+
+    /// A graceful stop: the program is detached.
+    pub fn stop(self) {
+        let inner = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(dataplane) = inner.dataplane {
+            dataplane.stop();
+        }
+    }
+}
+
+/// Programs one virtual server from the config and the backends' state.
+fn program(inner: &mut Inner, name: &str) -> Result<()> {
+    let Inner {
+        config,
+        backends,
+        dataplane,
+    } = inner;
+    let (Some(vs), Some(dataplane)) = (config.virtual_server(name), dataplane) else {
+        return Ok(());
+    };
+    let (spec, specs) = backends.specs(vs);
+    dataplane
+        .balancer_mut()
+        .programmer_mut()
+        .set(spec, &specs)
+        .with_context(|| format!("programming virtual server {name}"))
+}
+
+/// Removes the virtual servers an adopted program serves that the config
+/// does not name.
+fn remove_unconfigured(inner: &mut Inner) -> Result<()> {
+    let Some(dataplane) = &mut inner.dataplane else {
+        return Ok(());
+    };
+    let wanted: BTreeSet<_> = inner.config.virtual_servers.iter().map(vip_id).collect();
+    let programmer = dataplane.balancer_mut().programmer_mut();
+    let stale: Vec<_> = programmer
+        .vips()
+        .filter(|id| !wanted.contains(id))
+        .copied()
+        .collect();
+    for id in stale {
+        info!(vip = %id.address, port = id.port, "removing a virtual server the config no longer has");
+        programmer.remove(&id)?;
+    }
+    Ok(())
+}
+
+/// Resolves every backend's Ethernet next hop; returns the names of the
+/// virtual servers where one changed.
+fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
+    let mut changed = BTreeSet::new();
+    let Some(dataplane) = &inner.dataplane else {
+        return changed;
+    };
+    // One lookup per distinct address, even when backends are shared.
+    let mut resolved: HashMap<IpAddr, Option<[u8; 6]>> = HashMap::new();
+    for vs in &inner.config.virtual_servers {
+        for backend in &vs.backends {
+            let mac = *resolved
+                .entry(backend.address)
+                .or_insert_with(|| next_hop_mac(dataplane, vs, backend.address));
+            if let Some(state) = inner.backends.get_mut(&vs.name, backend.address)
+                && state.mac != mac
+            {
+                if mac.is_none() {
+                    warn!(virtual_server = %vs.name, backend = %backend.address, "next hop lost");
+                }
+                state.mac = mac;
+                changed.insert(vs.name.clone());
+            }
+        }
+    }
+    changed
+}
+
+fn next_hop_mac(dataplane: &Dataplane, vs: &VirtualServer, backend: IpAddr) -> Option<[u8; 6]> {
+    match neighbour::next_hop(backend) {
+        Ok((route, mac)) => {
+            if !dataplane.serves(route.ifindex) {
+                warn!(%backend, "the route to this backend leaves through an interface the balancer is not attached to");
+                return None;
+            }
+            if vs.forwarding == Forwarding::Dsr && route.next_hop != backend {
+                warn!(%backend, "dsr needs the backend on the balancer's link, but it is behind a gateway");
+                return None;
+            }
+            mac
+        }
+        Err(error) => {
+            warn!(%backend, %error, "no next hop");
+            None
+        }
+    }
+}
+
+fn status_of(inner: &Inner) -> Status {
+    let counters = inner
+        .dataplane
+        .as_ref()
+        .map(|d| d.counters())
+        .transpose()
+        .unwrap_or_else(|error| {
+            warn!("reading counters: {error:#}");
+            None
+        });
+    let virtual_servers = inner
+        .config
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            let id = vip_id(vs);
+            let (packets, bytes, flows, backends) = match (&inner.dataplane, &counters) {
+                (Some(dataplane), Some(counters)) => {
+                    let vip = dataplane
+                        .balancer()
+                        .programmer()
+                        .vip_index(&id)
+                        .and_then(|i| counters.vips.get(i as usize))
+                        .copied()
+                        .unwrap_or_default();
+                    let backends = inner.backends.status(vs, |address| {
+                        dataplane.backend_counter(counters, &id, address)
+                    });
+                    (vip.packets, vip.bytes, vip.flows, backends)
+                }
+                _ => (0, 0, 0, inner.backends.status(vs, |_| (0, 0))),
+            };
+            VirtualServerStatus {
+                name: vs.name.clone(),
+                address: vs.address,
+                port: vs.port,
+                protocol: match vs.protocol {
+                    crate::config::Protocol::Tcp => "tcp",
+                    crate::config::Protocol::Udp => "udp",
+                }
+                .to_owned(),
+                forwarding: match vs.forwarding {
+                    Forwarding::Tunnel => "tunnel",
+                    Forwarding::Dsr => "dsr",
+                }
+                .to_owned(),
+                packets,
+                bytes,
+                flows,
+                backends,
+            }
+        })
+        .collect();
+    Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        dataplane: match (&inner.dataplane, &counters) {
+            (Some(d), Some(c)) => Some(d.status(c)),
+            _ => None,
+        },
+        virtual_servers,
+        vrrp: Vec::new(),
+    }
+}

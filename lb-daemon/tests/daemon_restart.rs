@@ -1,0 +1,114 @@
+//! `lb-daemon run` in the lab: it forwards real TCP streams to the VIP,
+//! and `kill -9` followed by a restart neither interrupts them nor loses a
+//! byte (the program stays attached; the new daemon adopts it with its
+//! flow table); SIGTERM detaches it. Runs as root (CI does).
+mod support;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_daemon::dataplane::attach;
+use lb_lab::{EchoStream, Topology, TopologyOptions, unique_prefix, wait_until};
+use support::daemon::{
+    Daemon, TempDir, backends_with_echo, balancer_config, pass_on_balancer_ports,
+};
+
+const PORT: u16 = 7000;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[test]
+fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
+    support::require_root();
+    let prefix = unique_prefix("rst");
+    let mut options = TopologyOptions::new(prefix.as_str());
+    options.lb_b = false;
+    let lab = Topology::create(&options).unwrap();
+    let vip = IpAddr::from(lab.vip_v4());
+    pass_on_balancer_ports(&lab);
+    let _echo = backends_with_echo(&lab, vip, PORT);
+    // The balancer owns the VIP on the segment (VRRP's job in the full lab).
+    lab.lb_a()
+        .ns()
+        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
+        .unwrap();
+    let dir = TempDir::new(&prefix);
+    let config = balancer_config(&lab, vip, PORT, "kind = \"none\"");
+    let first = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
+    first.wait_log("running", 1, TIMEOUT);
+
+    let client = lab.client().ns();
+    let addr = SocketAddr::new(vip, PORT);
+    let streams: Vec<EchoStream> = (0..8)
+        .map(|_| {
+            wait_until(TIMEOUT, "a connection to the VIP", || {
+                Ok(EchoStream::connect(client, addr, Duration::from_secs(2)).ok())
+            })
+            .unwrap()
+        })
+        .collect();
+
+    // Keep every stream busy until told to stop; any error is a failure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let stop = stop.clone();
+            thread::spawn(move || -> anyhow::Result<(u64, Duration)> {
+                let mut longest_wait = Duration::ZERO;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let started = Instant::now();
+                    stream.exchange(1024)?;
+                    longest_wait = longest_wait.max(started.elapsed());
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Ok((stream.verified(), longest_wait))
+            })
+        })
+        .collect();
+
+    thread::sleep(Duration::from_millis(500));
+    first.child.kill(libc::SIGKILL).unwrap();
+    first.child.wait_timeout(TIMEOUT).unwrap().expect("killed");
+    let attached = |ns: &lb_lab::Netns| {
+        ns.enter(|| attach::attached(attach::ifindex("eth0").unwrap()).unwrap())
+    };
+    let program = attached(lab.lb_a().ns()).expect("the program outlives the daemon");
+    thread::sleep(Duration::from_millis(700));
+
+    let second = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
+    second.wait_log("running", 2, TIMEOUT);
+    assert!(
+        second.log_text().contains("adopted the balancer program"),
+        "{}",
+        second.log_text()
+    );
+    assert_eq!(attached(lab.lb_a().ns()), Some(program), "not replaced");
+    // New connections work through the adopted program too.
+    let mut fresh = EchoStream::connect(client, addr, TIMEOUT).unwrap();
+    fresh.exchange(4096).unwrap();
+    thread::sleep(Duration::from_millis(700));
+
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let (verified, longest) = worker.join().unwrap().expect("stream broke");
+        assert!(
+            verified > 100 * 1024,
+            "stream made little progress: {verified} bytes"
+        );
+        println!("stream: {verified} bytes verified, longest exchange {longest:?}");
+    }
+
+    // A graceful stop detaches the program.
+    second.child.kill(libc::SIGTERM).unwrap();
+    let status = second.child.wait_timeout(TIMEOUT).unwrap().expect("exited");
+    assert!(status.success(), "{status}:\n{}", second.log_text());
+    assert_eq!(attached(lab.lb_a().ns()), None);
+}
