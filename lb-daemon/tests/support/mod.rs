@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod daemon;
-pub mod netns;
 pub mod packets;
 
 /// Privileged tests fail loudly when not run as root: `cargo xtask test`
