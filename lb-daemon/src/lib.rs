@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod maglev;
 pub mod neighbour;
 pub mod netlink;
