@@ -408,10 +408,7 @@ address = "10.0.0.21"
 
         // Remove everything but c.
         supervisor.sync(vec![c.clone()]);
-        assert_eq!(
-            supervisor.targets_checked().cloned().collect::<Vec<_>>(),
-            [c.clone()]
-        );
+        assert_eq!(supervisor.targets_checked().collect::<Vec<_>>(), [&c]);
         assert_eq!(supervisor.health("web", a.address), Health::Up);
         supervisor.shutdown().await;
         // Every checker is gone, so the channel closes once drained.
