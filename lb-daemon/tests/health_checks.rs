@@ -183,7 +183,11 @@ impl Answer {
 }
 
 async fn http_server(answer: Answer) -> (SocketAddr, Task) {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
+    http_server_on(LOCALHOST, answer).await
+}
+
+async fn http_server_on(ip: IpAddr, answer: Answer) -> (SocketAddr, Task) {
+    let listener = TcpListener::bind((ip, 0)).await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -230,7 +234,11 @@ async fn https_server(answer: Answer) -> (SocketAddr, Task) {
 
 /// A UDP server answering "pong " + the datagram.
 async fn udp_echo() -> (SocketAddr, Task) {
-    let socket = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    udp_echo_on(LOCALHOST).await
+}
+
+async fn udp_echo_on(ip: IpAddr) -> (SocketAddr, Task) {
+    let socket = UdpSocket::bind((ip, 0)).await.expect("bind");
     let addr = socket.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let mut buf = [0u8; 2048];
@@ -461,6 +469,37 @@ fn udp_reply_mismatch_refused_and_no_reply() {
         drop(silent);
         assert_eq!(
             udp(silent_addr, b"ping", None, TIMEOUT).await,
+            Failure::Refused.into()
+        );
+    });
+}
+
+#[test]
+fn checks_over_ipv6() {
+    in_namespace("ipv6", || async {
+        let localhost6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        let answer = Answer::new(200, "ready");
+        let (addr, _server) = http_server_on(localhost6, answer.clone()).await;
+        assert_eq!(tcp(addr, TIMEOUT).await, CheckResult::Success);
+        assert_eq!(
+            http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await,
+            CheckResult::Success
+        );
+        let host = format!("\r\nHost: [::1]:{}\r\n", addr.port());
+        assert!(
+            answer.requests()[0].contains(&host),
+            "{:?}",
+            answer.requests()
+        );
+
+        let (addr, server) = udp_echo_on(localhost6).await;
+        assert_eq!(
+            udp(addr, b"ping", Some(b"pong"), TIMEOUT).await,
+            CheckResult::Success
+        );
+        server.stop().await;
+        assert_eq!(
+            udp(addr, b"ping", None, TIMEOUT).await,
             Failure::Refused.into()
         );
     });

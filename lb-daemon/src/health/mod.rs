@@ -139,6 +139,9 @@ impl Supervisor {
     /// Down backend is not brought Up by a reload). Targets of kind `none`
     /// get no checker. When one (virtual server, address) appears twice,
     /// the last one counts.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the checkers are spawned on it).
     pub fn sync(&mut self, targets: Vec<Target>) {
         let mut wanted: HashMap<Key, Target> = HashMap::new();
         for target in targets {
