@@ -518,48 +518,87 @@ fn exec_status_and_kill_at_timeout() {
         assert_eq!(result.to_string(), "failure: exit status 1");
 
         // A script whose child sleeps: both die at the timeout.
-        let pid_file = std::env::temp_dir().join(format!(
-            "lb-health-exec-{}-{}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let pid_file = PidFile::new();
+        let script = pid_file.script();
         let result = timed(
             TIMEOUT + MARGIN,
             exec(&argv(&["sh", "-c", &script]), &[], TIMEOUT),
         )
         .await;
-        let pid = std::fs::read_to_string(&pid_file);
-        let _ = std::fs::remove_file(&pid_file);
         assert_eq!(result, CheckResult::Timeout);
-        let pid: i32 = pid
-            .expect("the script wrote its child's pid")
-            .trim()
-            .parse()
-            .unwrap();
-        // The child was in the killed group: gone, or a zombie awaiting
-        // its reaper.
-        let gone = tokio::time::timeout(MARGIN, async {
-            loop {
-                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                    Err(_) => break,
-                    Ok(stat)
-                        if stat
-                            .rsplit(')')
-                            .next()
-                            .unwrap_or("")
-                            .trim_start()
-                            .starts_with('Z') =>
-                    {
-                        break;
-                    }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        })
-        .await;
-        assert!(gone.is_ok(), "sleep {pid} survived the check's timeout");
+        let pid = pid_file.read().await;
+        assert!(gone(pid).await, "sleep {pid} survived the check's timeout");
+
+        // A check cancelled mid-run (checker stopped) kills the group too.
+        let pid_file = PidFile::new();
+        let script = pid_file.script();
+        let check = tokio::spawn(async move {
+            exec(&argv(&["sh", "-c", &script]), &[], Duration::from_secs(60)).await
+        });
+        let pid = pid_file.read().await;
+        check.abort();
+        assert!(check.await.is_err_and(|e| e.is_cancelled()));
+        assert!(gone(pid).await, "sleep {pid} survived its cancelled check");
     });
+}
+
+/// A temporary file an exec check's script writes its child's pid into.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!(
+            "lb-health-exec-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+    }
+
+    /// A shell script that starts `sleep 30`, writes its pid here and
+    /// waits for it.
+    fn script(&self) -> String {
+        format!("sleep 30 & echo $! > {}; wait", self.0.display())
+    }
+
+    /// The pid, once written (waits up to 5 s).
+    async fn read(&self) -> i32 {
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&self.0)
+                    && let Ok(pid) = text.trim().parse()
+                {
+                    return pid;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        read.await.expect("the script wrote its child's pid")
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether process `pid` is gone, or a zombie awaiting its reaper,
+/// within [`MARGIN`].
+async fn gone(pid: i32) -> bool {
+    let dead = async {
+        loop {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return;
+            };
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            if state.starts_with('Z') {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(MARGIN, dead).await.is_ok()
 }
 
 fn tcp_target(addr: SocketAddr, interval: Duration, rise: u32, fall: u32) -> Target {
