@@ -103,7 +103,8 @@ struct Checker {
 
 impl Supervisor {
     /// A supervisor without checkers; reports go to `reports`. A checker
-    /// whose report cannot be sent because the receiver is gone stops.
+    /// waits while the channel is full (its next check is delayed, none is
+    /// lost), and stops when the receiver is gone.
     pub fn new(reports: mpsc::Sender<Report>) -> Self {
         Self {
             reports,
