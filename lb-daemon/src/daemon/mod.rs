@@ -18,7 +18,10 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config};
+use crate::{
+    config::{self, Config},
+    vrrp::Vrrp,
+};
 use state::Shared;
 
 /// How often next hops are looked up again (and stale ones re-confirmed).
@@ -26,7 +29,9 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(path: &Path, config: Config) -> Result<()> {
+    let vrrp_instances = config.vrrp.clone();
     let shared = Arc::new(tokio::task::block_in_place(|| Shared::start(config))?);
+    let mut vrrp = Vrrp::start(vrrp_instances).await?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -35,10 +40,13 @@ pub async fn run(path: &Path, config: Config) -> Result<()> {
     info!("running");
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(path, &shared).await,
+            _ = hangup.recv() => reload(path, &shared, &mut vrrp).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = refresh.tick() => {
+                for vs in shared.config().virtual_servers {
+                    vrrp.set_virtual_server_healthy(&vs.name, shared.any_healthy(&vs.name));
+                }
                 let shared = shared.clone();
                 let result = tokio::task::spawn_blocking(move || shared.refresh_next_hops()).await;
                 if let Ok(Err(error)) = result {
@@ -48,13 +56,15 @@ pub async fn run(path: &Path, config: Config) -> Result<()> {
         }
     }
     info!("stopping");
+    // Masters hand over (priority 0) and remove their addresses first.
+    vrrp.shutdown().await;
     let shared = Arc::into_inner(shared).context("the daemon's state is still shared")?;
     tokio::task::block_in_place(|| shared.stop());
     Ok(())
 }
 
 /// SIGHUP: the new file is applied if valid; otherwise the old config stays.
-async fn reload(path: &Path, shared: &Arc<Shared>) {
+async fn reload(path: &Path, shared: &Arc<Shared>, vrrp: &mut Vrrp) {
     let config = match config::load(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -62,6 +72,9 @@ async fn reload(path: &Path, shared: &Arc<Shared>) {
             return;
         }
     };
+    if let Err(error) = vrrp.reload(config.vrrp.clone()).await {
+        error!("VRRP reload incomplete: {error:#}");
+    }
     let shared = shared.clone();
     match tokio::task::spawn_blocking(move || shared.reload(config)).await {
         Ok(Ok(())) => info!("reloaded"),

@@ -188,22 +188,38 @@ pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Result<Advert, DecodeEr
 /// Over a message whose checksum field is filled in, a correct checksum
 /// gives 0.
 fn checksum(message: &[u8], version: Version, src: IpAddr, dst: IpAddr) -> u16 {
-    let mut sum = 0u32;
-    if version == Version::V3 {
-        let len = message.len() as u32;
-        match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                sum += add_words(&s.octets()) + add_words(&d.octets());
-                sum += u32::from(PROTOCOL) + len;
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                sum += add_words(&s.octets()) + add_words(&d.octets());
-                sum += (len >> 16) + (len & 0xffff) + u32::from(PROTOCOL);
-            }
-            _ => {}
-        }
+    match version {
+        Version::V3 => pseudo_header_checksum(PROTOCOL, message, src, dst),
+        Version::V2 => fold(add_words(message)),
     }
-    sum += add_words(message);
+}
+
+/// The Internet checksum of `message` of IP protocol `protocol` with the
+/// IPv4 or IPv6 pseudo-header in front (also used for ICMPv6 neighbour
+/// advertisements). Mixed families: the message alone.
+pub(crate) fn pseudo_header_checksum(
+    protocol: u8,
+    message: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+) -> u16 {
+    let len = message.len() as u32;
+    let mut sum = add_words(message);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            sum += add_words(&s.octets()) + add_words(&d.octets());
+            sum += u32::from(protocol) + len;
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            sum += add_words(&s.octets()) + add_words(&d.octets());
+            sum += (len >> 16) + (len & 0xffff) + u32::from(protocol);
+        }
+        _ => {}
+    }
+    fold(sum)
+}
+
+fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -273,6 +289,74 @@ mod tests {
                 ip("ff02::12"),
             ),
         ]
+    }
+
+    /// Adverts captured from keepalived v2.2.7 on this kind of machine
+    /// (`vrrp_version 3` / `2`, IPv4 and IPv6, running and at shutdown
+    /// with priority 0), with the addresses of the IP header they came in.
+    pub(crate) fn keepalived() -> Vec<(Vec<u8>, Advert, IpAddr, IpAddr)> {
+        let v4 = |version, vrid, priority, interval_cs| Advert {
+            version,
+            vrid,
+            priority,
+            interval_cs,
+            addresses: vec![ip("192.0.2.100")],
+        };
+        let v6 = |priority| Advert {
+            version: Version::V3,
+            vrid: 53,
+            priority,
+            interval_cs: 100,
+            addresses: vec![ip("2001:db8::100")],
+        };
+        let (src4, dst4) = (ip("192.0.2.3"), ip("224.0.0.18"));
+        let (src6, dst6) = (ip("fe80::7d:c4ff:fe9e:26f1"), ip("ff02::12"));
+        vec![
+            (
+                hex("3133640100640570c0000264"),
+                v4(Version::V3, 51, 100, 100),
+                src4,
+                dst4,
+            ),
+            (
+                hex("3133000100646970c0000264"),
+                v4(Version::V3, 51, 0, 100),
+                src4,
+                dst4,
+            ),
+            (
+                hex("213478010001a464c00002640000000000000000"),
+                v4(Version::V2, 52, 120, 100),
+                src4,
+                dst4,
+            ),
+            (
+                hex("2134000100011c65c00002640000000000000000"),
+                v4(Version::V2, 52, 0, 100),
+                src4,
+                dst4,
+            ),
+            (
+                hex("313582010064348120010db8000000000000000000000100"),
+                v6(130),
+                src6,
+                dst6,
+            ),
+            (
+                hex("313500010064b68120010db8000000000000000000000100"),
+                v6(0),
+                src6,
+                dst6,
+            ),
+        ]
+    }
+
+    #[test]
+    fn keepalived_adverts_both_directions() {
+        for (bytes, advert, src, dst) in keepalived() {
+            assert_eq!(decode(&bytes, src, dst).unwrap(), advert, "{advert:?}");
+            assert_eq!(encode(&advert, src, dst).unwrap(), bytes, "{advert:?}");
+        }
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl Machine {
         self.effective_priority
     }
 
+    /// Whether a weight-0 tracked object fails (see [`Event::Track`]).
+    pub fn fault(&self) -> bool {
+        self.fault
+    }
+
     /// The master's primary address, when known (ours when Master).
     pub fn master(&self) -> Option<IpAddr> {
         self.master
