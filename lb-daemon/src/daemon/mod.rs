@@ -8,18 +8,29 @@
 //! - [`dataplane`]: the balancer program adopted or loaded, attached,
 //!   detached on a graceful stop.
 //! - [`state`]: the daemon's state behind one lock, and every change to it.
+//!
+//! Health checks ([`crate::health`]) report to the main loop, which applies
+//! a changed verdict to the maps at once and feeds VRRP tracking.
 pub mod backends;
 pub mod dataplane;
 pub mod state;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     config::{self, Config},
+    health::{Report, Supervisor},
     vrrp::Vrrp,
 };
 use state::Shared;
@@ -30,55 +41,132 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(path: &Path, config: Config) -> Result<()> {
     let vrrp_instances = config.vrrp.clone();
+    let targets = Supervisor::targets(&config);
     let shared = Arc::new(tokio::task::block_in_place(|| Shared::start(config))?);
-    let mut vrrp = Vrrp::start(vrrp_instances).await?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    info!("running");
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => reload(path, &shared, &mut vrrp).await,
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = refresh.tick() => {
-                for vs in shared.config().virtual_servers {
-                    vrrp.set_virtual_server_healthy(&vs.name, shared.any_healthy(&vs.name));
-                }
-                let shared = shared.clone();
-                let result = tokio::task::spawn_blocking(move || shared.refresh_next_hops()).await;
-                if let Ok(Err(error)) = result {
-                    warn!("refreshing next hops: {error:#}");
+    let vrrp = Vrrp::start(vrrp_instances).await?;
+    let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
+    let mut health = Supervisor::new(reports_tx);
+    health.sync(targets);
+    let mut daemon = Daemon {
+        path: path.to_owned(),
+        shared,
+        vrrp,
+        health,
+    };
+    daemon.track_virtual_servers();
+    daemon.serve(reports).await?;
+    daemon.stop().await
+}
+
+/// Health reports waiting to be applied before checkers wait.
+const REPORT_QUEUE: usize = 1024;
+
+struct Daemon {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    vrrp: Vrrp,
+    health: Supervisor,
+}
+
+impl Daemon {
+    async fn serve(&mut self, mut reports: mpsc::Receiver<Report>) -> Result<()> {
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!("running");
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => self.reload().await,
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+                Some(report) = reports.recv() => self.health_report(report),
+                _ = refresh.tick() => {
+                    let shared = self.shared.clone();
+                    let result = tokio::task::spawn_blocking(move || shared.refresh_next_hops()).await;
+                    if let Ok(Err(error)) = result {
+                        warn!("refreshing next hops: {error:#}");
+                    }
                 }
             }
         }
     }
-    info!("stopping");
-    // Masters hand over (priority 0) and remove their addresses first.
-    vrrp.shutdown().await;
-    let shared = Arc::into_inner(shared).context("the daemon's state is still shared")?;
-    tokio::task::block_in_place(|| shared.stop());
-    Ok(())
-}
 
-/// SIGHUP: the new file is applied if valid; otherwise the old config stays.
-async fn reload(path: &Path, shared: &Arc<Shared>, vrrp: &mut Vrrp) {
-    let config = match config::load(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            error!("reload rejected, the running config stays in force:\n{errors}");
+    /// A health-check result: a changed verdict reprograms the virtual
+    /// server (within this call, so within one interval of the check) and
+    /// updates VRRP tracking.
+    fn health_report(&self, report: Report) {
+        let Some(health) = report.changed else {
             return;
+        };
+        info!(
+            virtual_server = %report.virtual_server,
+            backend = %report.backend,
+            health = ?health,
+            result = %report.result,
+            "backend health changed"
+        );
+        let applied = tokio::task::block_in_place(|| {
+            self.shared
+                .set_health(&report.virtual_server, report.backend, health)
+        });
+        if let Err(error) = applied {
+            error!("applying a health change: {error:#}");
         }
-    };
-    if let Err(error) = vrrp.reload(config.vrrp.clone()).await {
-        error!("VRRP reload incomplete: {error:#}");
+        self.track_virtual_servers();
     }
-    let shared = shared.clone();
-    match tokio::task::spawn_blocking(move || shared.reload(config)).await {
-        Ok(Ok(())) => info!("reloaded"),
-        Ok(Err(error)) => error!("reload failed: {error:#}"),
-        Err(error) => error!("reload failed: {error}"),
+
+    /// Feeds VRRP tracking: which virtual servers have a healthy backend.
+    fn track_virtual_servers(&self) {
+        for vs in self.shared.config().virtual_servers {
+            self.vrrp
+                .set_virtual_server_healthy(&vs.name, self.shared.any_healthy(&vs.name));
+        }
+    }
+
+    /// SIGHUP: the new file is applied if valid; otherwise the old config
+    /// stays in force.
+    async fn reload(&mut self) {
+        let config = match config::load(&self.path) {
+            Ok(config) => config,
+            Err(errors) => {
+                error!("reload rejected, the running config stays in force:\n{errors}");
+                return;
+            }
+        };
+        if let Err(error) = self.vrrp.reload(config.vrrp.clone()).await {
+            error!("VRRP reload incomplete: {error:#}");
+        }
+        let targets = Supervisor::targets(&config);
+        let shared = self.shared.clone();
+        match tokio::task::spawn_blocking(move || shared.reload(config)).await {
+            Ok(Ok(())) => info!("reloaded"),
+            Ok(Err(error)) => error!("reload failed: {error:#}"),
+            Err(error) => error!("reload failed: {error}"),
+        }
+        // Checks follow the config in force; a backend whose check went
+        // away (kind none) is up again.
+        self.health.sync(targets);
+        let health = &self.health;
+        let result = tokio::task::block_in_place(|| {
+            self.shared
+                .reconcile_health(|vs, backend| health.health(vs, backend))
+        });
+        if let Err(error) = result {
+            error!("applying health after reload: {error:#}");
+        }
+        self.track_virtual_servers();
+    }
+
+    /// Masters hand over (priority 0) and remove their addresses, checks
+    /// stop, then the program is detached.
+    async fn stop(self) -> Result<()> {
+        info!("stopping");
+        self.vrrp.shutdown().await;
+        self.health.shutdown().await;
+        let shared = Arc::into_inner(self.shared).context("the daemon's state is still shared")?;
+        tokio::task::block_in_place(|| shared.stop());
+        Ok(())
     }
 }

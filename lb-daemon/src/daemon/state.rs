@@ -175,6 +175,28 @@ impl Shared {
         program(&mut inner, virtual_server)
     }
 
+    /// Sets every backend's health to what `health` says (after the
+    /// checks were changed by a reload); reprograms where it changed.
+    pub fn reconcile_health(&self, health: impl Fn(&str, IpAddr) -> Health) -> Result<()> {
+        let mut inner = self.lock();
+        let mut changed = BTreeSet::new();
+        for vs in inner.config.virtual_servers.clone() {
+            for backend in &vs.backends {
+                let now = health(&vs.name, backend.address);
+                if let Some(state) = inner.backends.get_mut(&vs.name, backend.address)
+                    && state.health != now
+                {
+                    state.health = now;
+                    changed.insert(vs.name.clone());
+                }
+            }
+        }
+        for name in changed {
+            program(&mut inner, &name)?;
+        }
+        Ok(())
+    }
+
     /// Whether `virtual_server` has a healthy backend (VRRP tracking).
     pub fn any_healthy(&self, virtual_server: &str) -> bool {
         let inner = self.lock();
