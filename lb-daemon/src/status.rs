@@ -159,3 +159,109 @@ impl VrrpState {
         }
     }
 }
+
+impl Status {
+    /// A small, fully populated snapshot: two virtual servers (IPv4 tunnel
+    /// with a drained and a failed backend, IPv6 DSR on all ports), two
+    /// VRRP instances and data-plane counters. For tests and examples of
+    /// the API, the metrics and `lb-daemon status`.
+    pub fn example() -> Status {
+        let backend = |address: &str, weight, drained, health, packets: u64| BackendStatus {
+            address: address.parse().expect("literal address"),
+            weight,
+            drained,
+            health,
+            packets,
+            bytes: packets * 100,
+        };
+        let counters = lb_common::stats::NAMES
+            .iter()
+            .zip(1u64..)
+            .map(|(name, n)| NamedCounter {
+                name: (*name).to_owned(),
+                packets: n * 10,
+                bytes: n * 1000,
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            dataplane: Some(DataplaneStatus {
+                interfaces: vec![InterfaceStatus {
+                    name: "eth0".to_owned(),
+                    mode: "driver".to_owned(),
+                    program_id: Some(42),
+                }],
+                verified_instructions: Some(12345),
+                counters,
+            }),
+            virtual_servers: vec![
+                VirtualServerStatus {
+                    name: "web".to_owned(),
+                    address: "192.0.2.10".parse().expect("literal address"),
+                    port: 80,
+                    protocol: "tcp".to_owned(),
+                    forwarding: "tunnel".to_owned(),
+                    packets: 1500,
+                    bytes: 150_000,
+                    flows: 30,
+                    backends: vec![
+                        backend("10.0.0.11", 100, false, Health::Up, 1000),
+                        backend("10.0.0.12", 50, true, Health::Up, 500),
+                        backend("10.0.0.13", 100, false, Health::Down, 0),
+                    ],
+                },
+                VirtualServerStatus {
+                    name: "dns6".to_owned(),
+                    address: "2001:db8::53".parse().expect("literal address"),
+                    port: 0,
+                    protocol: "udp".to_owned(),
+                    forwarding: "dsr".to_owned(),
+                    packets: 7,
+                    bytes: 700,
+                    flows: 2,
+                    backends: vec![backend("2001:db8:1::1", 1, false, Health::Up, 7)],
+                },
+            ],
+            vrrp: vec![
+                VrrpStatus {
+                    name: "VI_1".to_owned(),
+                    interface: "eth0".to_owned(),
+                    vrid: 51,
+                    version: 3,
+                    state: VrrpState::Master,
+                    priority: 150,
+                    effective_priority: 90,
+                    master: Some("10.0.0.2".parse().expect("literal address")),
+                    virtual_addresses: vec!["192.0.2.10/24".to_owned()],
+                    adverts_sent: 120,
+                    adverts_received: 3,
+                    adverts_discarded: 1,
+                    transitions: TransitionCounts {
+                        backup: 1,
+                        master: 2,
+                        fault: 0,
+                    },
+                },
+                VrrpStatus {
+                    name: "VI_6".to_owned(),
+                    interface: "eth1".to_owned(),
+                    vrid: 52,
+                    version: 2,
+                    state: VrrpState::Backup,
+                    priority: 100,
+                    effective_priority: 100,
+                    master: None,
+                    virtual_addresses: vec!["2001:db8::53/64".to_owned()],
+                    adverts_sent: 0,
+                    adverts_received: 60,
+                    adverts_discarded: 0,
+                    transitions: TransitionCounts {
+                        backup: 1,
+                        master: 0,
+                        fault: 0,
+                    },
+                },
+            ],
+        }
+    }
+}
