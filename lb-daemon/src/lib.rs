@@ -1,6 +1,7 @@
 //! The load balancer daemon as a library: the binary (`src/main.rs`), the
 //! tests and the benchmarks all use these modules.
 
+pub mod admin;
 pub mod cmd;
 pub mod config;
 pub mod daemon;

@@ -27,6 +27,9 @@ enum Command {
         /// Address of the daemon's admin API.
         #[arg(long, default_value = "127.0.0.1:9180")]
         admin: SocketAddr,
+        /// Print the status as JSON (as the API returns it) instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// On a backend: attach (or with --detach remove) the tunnel
     /// decapsulation program; it stays attached after this command exits.
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => lb_daemon::cmd::run::run(&config),
         Command::Check { config } => lb_daemon::cmd::check::check(&config),
-        Command::Status { admin } => lb_daemon::cmd::status::status(admin),
+        Command::Status { admin, json } => lb_daemon::cmd::status::status(admin, json),
         Command::Decap {
             interface,
             vips,
