@@ -1,6 +1,6 @@
 //! Provisioning: the nightly `rust-src` component, bpf-linker built against
 //! Debian's LLVM 22, bpffs, and the Debian packages the tests drive
-//! (iproute2, ethtool, keepalived). Every step checks first, so a machine
+//! (iproute2, ethtool, keepalived, prometheus). Every step checks first, so a machine
 //! that has everything is done in a second.
 use std::{path::Path, process::Command};
 
@@ -15,6 +15,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "keepalived",
+    // lb-daemon/tests/prometheus.rs scrapes the daemon with a real server.
+    "prometheus",
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -69,10 +71,13 @@ fn debian_packages() -> anyhow::Result<()> {
     if !ok {
         bail!("apt-get install {} failed", missing.join(" "));
     }
-    // keepalived's package starts a system instance; tests run their own.
-    let _ = Command::new("systemctl")
-        .args(["disable", "--now", "keepalived"])
-        .output();
+    // keepalived's and prometheus' packages start a system instance; tests
+    // run their own.
+    for service in ["keepalived", "prometheus"] {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", service])
+            .output();
+    }
     Ok(())
 }
 
