@@ -246,7 +246,7 @@ fn drain_and_undrain_a_backend() {
 #[test]
 fn bad_requests_get_json_errors() {
     let server = Server::start("aderr");
-    let cases: [(Method, &str, u16, &str); 9] = [
+    let cases: [(Method, &str, u16, &str); 10] = [
         (
             Method::POST,
             "/api/v1/backends/nosuch/10.0.0.11/drain",
@@ -276,6 +276,13 @@ fn bad_requests_get_json_errors() {
             "/api/v1/backends/web/backend-1/drain",
             400,
             "\"backend-1\" is not an IPv4 or IPv6 address",
+        ),
+        // Percent-encoding that is not UTF-8.
+        (
+            Method::POST,
+            "/api/v1/backends/%FF/10.0.0.11/drain",
+            400,
+            "UTF-8",
         ),
         (
             Method::GET,
