@@ -237,13 +237,18 @@ impl Machine {
     }
 
     /// §6.4.1, and leaving Fault.
+    /// A router that does not start as Master makes sure it holds none of
+    /// the addresses (a predecessor killed without cleaning up may have
+    /// left them), as keepalived does at startup.
     fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.fault {
+            out.push(Action::RemoveAddresses);
             self.enter(VrrpState::Fault, None, out);
         } else if self.effective_priority == 255 {
             self.become_master(now, out);
         } else {
             self.master_adver_interval_cs = self.params.advert_interval_cs;
+            out.push(Action::RemoveAddresses);
             self.enter(VrrpState::Backup, None, out);
             self.arm_master_down(now);
         }

@@ -93,7 +93,10 @@ fn startup_as_backup_arms_the_master_down_timer() {
     let actions = run(&mut m, Event::Startup, t0);
     assert_eq!(
         actions,
-        [transition(VrrpState::Initialize, VrrpState::Backup)]
+        [
+            Action::RemoveAddresses,
+            transition(VrrpState::Initialize, VrrpState::Backup)
+        ]
     );
     assert_eq!(m.state(), VrrpState::Backup);
     assert_eq!(
@@ -385,7 +388,10 @@ fn weight_zero_tracking_failure_is_fault_and_recovery_restarts() {
     // Recovery: as at startup.
     assert_eq!(
         run(&mut m, healthy, at),
-        [transition(VrrpState::Fault, VrrpState::Backup)]
+        [
+            Action::RemoveAddresses,
+            transition(VrrpState::Fault, VrrpState::Backup)
+        ]
     );
     assert_eq!(m.deadline(), Some(at + m.master_down_interval()));
     // Failing before startup: the instance starts in Fault.
@@ -393,7 +399,10 @@ fn weight_zero_tracking_failure_is_fault_and_recovery_restarts() {
     assert!(run(&mut m, fault, at).is_empty());
     assert_eq!(
         run(&mut m, Event::Startup, at),
-        [transition(VrrpState::Initialize, VrrpState::Fault)]
+        [
+            Action::RemoveAddresses,
+            transition(VrrpState::Initialize, VrrpState::Fault)
+        ]
     );
 }
 
