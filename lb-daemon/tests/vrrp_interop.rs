@@ -203,18 +203,23 @@ impl Node {
     }
 }
 
+/// Intervals during which a node held the VIP.
+type Intervals = Vec<(Instant, Instant)>;
+/// The same while sampling: the last one may still be open.
+type Samples = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
+
 /// The sampled presence of the VIP on one node: the intervals it was there.
 struct Watch {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<anyhow::Result<Vec<(Instant, Instant)>>>>,
-    present: Arc<Mutex<Vec<(Instant, Option<Instant>)>>>,
+    thread: Option<JoinHandle<anyhow::Result<Intervals>>>,
+    present: Samples,
 }
 
 impl Watch {
     /// Starts sampling; returns after the first sample.
     fn start(ns: &Netns, vip: IpAddr) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
-        let present: Arc<Mutex<Vec<(Instant, Option<Instant>)>>> = Arc::default();
+        let present: Samples = Arc::default();
         let (stop2, present2) = (stop.clone(), present.clone());
         let (first_tx, first_rx) = std::sync::mpsc::channel();
         let thread = ns
@@ -272,7 +277,7 @@ impl Watch {
         wait_until(timeout, what, || Ok((self.holds() == holds).then_some(()))).unwrap();
     }
 
-    fn finish(mut self) -> Vec<(Instant, Instant)> {
+    fn finish(mut self) -> Intervals {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap().unwrap()
     }
