@@ -12,7 +12,7 @@
 pub mod hash;
 pub mod stats;
 
-pub use hash::{flow_hash_v4, flow_hash_v6};
+pub use hash::{flow_hash_v4, flow_hash_v6, vip_filter_slot_v4, vip_filter_slot_v6};
 
 /// IP protocol numbers used by the data plane.
 pub mod proto {
@@ -32,6 +32,7 @@ pub mod names {
     pub const VIPS_V6: &str = "VIPS_V6";
     pub const RINGS: &str = "RINGS";
     pub const BACKENDS: &str = "BACKENDS";
+    pub const VIP_FILTER: &str = "VIP_FILTER";
     pub const FLOWS_V4: &str = "FLOWS_V4";
     pub const FLOWS_V6: &str = "FLOWS_V6";
     pub const STATS: &str = "STATS";
@@ -62,7 +63,22 @@ pub mod limits {
     pub const FLOW_TABLE_SIZE: u32 = 1 << 20;
     pub const RING_SIZE: u32 = 65_537;
     pub const DECAP_VIPS: u32 = 1024;
+    /// Slots of `VIP_FILTER` (a power of two, see [`crate::vip_filter_slot_v4`]).
+    pub const VIP_FILTER_SLOTS: u32 = 1 << VIP_FILTER_BITS;
+    pub const VIP_FILTER_BITS: u32 = 12;
 }
+
+/// `VIP_FILTER` slot flags. The filter is an array indexed by a hash of the
+/// destination address ([`vip_filter_slot_v4`], [`vip_filter_slot_v6`]);
+/// a slot holds the union of the flags of every VIP address hashing to it.
+/// A packet whose slot is 0 is not for a VIP and passes without a single
+/// hash-map lookup; a non-zero slot may be a collision, so the VIP map
+/// still decides.
+///
+/// Some virtual server on an address of this slot has a port.
+pub const VIP_FILTER_PORT: u32 = 1 << 0;
+/// Some virtual server on an address of this slot takes all ports (port 0).
+pub const VIP_FILTER_ANY_PORT: u32 = 1 << 1;
 
 /// `Vip4Key::kind` / `Vip6Key::kind`: a lookup by destination port. Port 0
 /// is the catch-all entry of an address, tried when no exact port matches.
@@ -119,22 +135,38 @@ pub const FAMILY_V6: u8 = 6;
 /// `Backend::flags`: the backend may receive packets. A backend without it
 /// gets no packets, even of established flows: they re-hash.
 pub const BACKEND_FLAG_UP: u8 = 1 << 0;
+/// `Backend::flags`: its virtual server forwards by L2 DSR (the copy of
+/// [`VIP_FLAG_DSR`] that established flows read, since they skip the VIP
+/// lookup).
+pub const BACKEND_FLAG_DSR: u8 = 1 << 1;
 
 /// Value of `BACKENDS`, indexed by backend id (id 0 is never used).
+///
+/// Established flows go from the flow table straight to this entry without
+/// a VIP lookup, so the entry names the virtual server it serves
+/// (`vip_addr`, `vip_port_be`, `vip_proto`): a flow entry only counts if its
+/// packet is addressed to that virtual server, whatever happened to ids and
+/// indices since the entry was written.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
     /// IPv4 in the first four bytes, or IPv6; wire order.
     pub addr: [u8; 16],
+    /// The virtual server's address: IPv4 in the first four bytes (the rest
+    /// zero), or IPv6; wire order.
+    pub vip_addr: [u8; 16],
     /// Ethernet destination: the backend itself (dsr) or the next hop
     /// towards it (tunnel), from the kernel's neighbour table.
     pub mac: [u8; 6],
     pub family: u8,
     pub flags: u8,
-    /// The VIP this backend serves; a flow whose entry names a backend of
-    /// another VIP (an id reused after removal) re-hashes.
+    /// The VIP this backend serves (its `VipMeta::vip_index`): owner tag
+    /// for new flows and index of the per-VIP counters.
     pub vip_index: u32,
-    pub _reserved: u32,
+    /// The virtual server's port (0: all ports) and protocol.
+    pub vip_port_be: u16,
+    pub vip_proto: u8,
+    pub _pad: u8,
 }
 
 /// Key of the IPv4 flow table.
@@ -161,11 +193,15 @@ pub struct Flow6Key {
     pub _pad: [u8; 3],
 }
 
-/// Value of the flow tables: the backend a flow is pinned to.
+/// Value of the flow tables: the backend a flow is pinned to, and the
+/// flow's hash (it picks the tunnel's outer source; kept here so that
+/// established packets need not hash again). The kernel stores values in
+/// 8-byte units, so the hash costs no memory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEntry {
     pub backend_id: u32,
+    pub hash: u32,
 }
 
 /// Packets and bytes (per CPU in the maps; summed by the daemon).
@@ -174,6 +210,14 @@ pub struct FlowEntry {
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
+}
+
+/// The single per-CPU value of `STATS`: one counter per `stats` index, so
+/// that a packet bumps its verdict and its events through one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub counters: [Counter; stats::COUNT as usize],
 }
 
 /// Per-VIP counters: packets and bytes forwarded, and flows created.
@@ -189,12 +233,13 @@ const _: () = {
     assert!(core::mem::size_of::<Vip4Key>() == 8);
     assert!(core::mem::size_of::<Vip6Key>() == 20);
     assert!(core::mem::size_of::<VipMeta>() == 16);
-    assert!(core::mem::size_of::<Backend>() == 32);
+    assert!(core::mem::size_of::<Backend>() == 48);
     assert!(core::mem::size_of::<Flow4Key>() == 16);
     assert!(core::mem::size_of::<Flow6Key>() == 40);
-    assert!(core::mem::size_of::<FlowEntry>() == 4);
+    assert!(core::mem::size_of::<FlowEntry>() == 8);
     assert!(core::mem::size_of::<Counter>() == 16);
     assert!(core::mem::size_of::<VipCounter>() == 24);
+    assert!(core::mem::size_of::<Stats>() == 16 * stats::COUNT as usize);
 };
 
 #[cfg(feature = "user")]
@@ -211,4 +256,5 @@ mod pod {
     unsafe impl aya::Pod for FlowEntry {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for VipCounter {}
+    unsafe impl aya::Pod for Stats {}
 }

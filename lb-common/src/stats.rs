@@ -1,6 +1,7 @@
-//! Indices of the balancer's per-CPU `STATS` array. Each packet bumps
-//! exactly one verdict counter; the event counters below them count flow
-//! table results and special paths in addition.
+//! Indices of the counters in the balancer's per-CPU `STATS` value
+//! (`lb_common::Stats::counters`). Each packet bumps exactly one verdict
+//! counter; the event counters below them count flow table results and
+//! special paths in addition (packets only).
 
 /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed to the kernel.
 pub const PASS_NOT_IP: u32 = 0;

@@ -72,6 +72,26 @@ pub struct PortsHdr {
     pub dst_be: u16,
 }
 
+/// TCP header without options (RFC 9293 §3.1).
+#[repr(C)]
+pub struct TcpHdr {
+    pub src_be: u16,
+    pub dst_be: u16,
+    pub seq_be: u32,
+    pub ack_be: u32,
+    /// Data offset (4 bits) and reserved bits.
+    pub data_off: u8,
+    pub flags: u8,
+    pub window_be: u16,
+    pub check: u16,
+    pub urgent_be: u16,
+}
+pub const TCP_LEN: usize = 20;
+/// `TcpHdr::flags` bits.
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
 /// ICMP / ICMPv6 header; errors are followed by the offending packet.
 #[repr(C)]
 pub struct IcmpHdr {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
-use lb_common::{Backend, Counter, Vip4Key, Vip6Key, VipCounter, VipMeta, names, stats};
+use lb_common::{Backend, Counter, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta, names, stats};
 
 use super::{Error, Result, map_err};
 
@@ -22,6 +22,8 @@ pub trait MapWriter {
     fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()>;
     /// Writes `(index, backend_id)` pairs into the flat `RINGS` array.
     fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()>;
+    /// Sets the `VIP_FILTER` flags of one slot.
+    fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()>;
 }
 
 /// What the maps hold: the VIP entries and the backend slots in use.
@@ -50,7 +52,8 @@ pub struct BpfMaps {
     vips_v6: BpfHashMap<MapData, Vip6Key, VipMeta>,
     backends: Array<MapData, Backend>,
     rings: Array<MapData, u32>,
-    stats: PerCpuArray<MapData, Counter>,
+    vip_filter: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, Stats>,
     vip_stats: PerCpuArray<MapData, VipCounter>,
     backend_stats: PerCpuArray<MapData, Counter>,
 }
@@ -71,6 +74,7 @@ impl BpfMaps {
             vips_v6: typed(&mut take, names::VIPS_V6)?,
             backends: typed(&mut take, names::BACKENDS)?,
             rings: typed(&mut take, names::RINGS)?,
+            vip_filter: typed(&mut take, names::VIP_FILTER)?,
             stats: typed(&mut take, names::STATS)?,
             vip_stats: typed(&mut take, names::VIP_STATS)?,
             backend_stats: typed(&mut take, names::BACKEND_STATS)?,
@@ -85,11 +89,10 @@ impl BpfMaps {
                 bytes: a.bytes + c.bytes,
             })
         }
-        let mut out = Counters::default();
-        for index in 0..stats::COUNT {
-            let values = self.stats.get(&index, 0).map_err(map_err(names::STATS))?;
-            out.stats.push(sum_counter(&values));
-        }
+        let mut out = Counters {
+            stats: self.stats()?,
+            ..Counters::default()
+        };
         for index in 0..self.vip_stats.len() {
             let values = self
                 .vip_stats
@@ -115,13 +118,27 @@ impl BpfMaps {
         Ok(out)
     }
 
+    /// The verdict and event counters (indexed by `lb_common::stats`),
+    /// summed over CPUs.
+    fn stats(&self) -> Result<Vec<Counter>> {
+        let values = self.stats.get(&0, 0).map_err(map_err(names::STATS))?;
+        let mut out = vec![Counter::default(); stats::COUNT as usize];
+        for cpu in values.iter() {
+            for (sum, counter) in out.iter_mut().zip(cpu.counters.iter()) {
+                sum.packets += counter.packets;
+                sum.bytes += counter.bytes;
+            }
+        }
+        Ok(out)
+    }
+
     /// One verdict or event counter, summed over CPUs.
     pub fn stat(&self, index: u32) -> Result<Counter> {
-        let values = self.stats.get(&index, 0).map_err(map_err(names::STATS))?;
-        Ok(values.iter().fold(Counter::default(), |a, c| Counter {
-            packets: a.packets + c.packets,
-            bytes: a.bytes + c.bytes,
-        }))
+        Ok(self
+            .stats()?
+            .get(index as usize)
+            .copied()
+            .unwrap_or_default())
     }
 
     /// The VIP entries and occupied backend slots.
@@ -185,6 +202,12 @@ impl MapWriter for BpfMaps {
         }
         Ok(())
     }
+
+    fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {
+        self.vip_filter
+            .set(slot, flags, 0)
+            .map_err(map_err(names::VIP_FILTER))
+    }
 }
 
 /// The maps as plain collections, for tests of the programming logic.
@@ -195,6 +218,8 @@ pub struct MemoryMaps {
     pub rings: HashMap<u32, u32>,
     /// Number of ring slots written so far (to check minimal updates).
     pub ring_writes: usize,
+    /// `VIP_FILTER` slots written (slots never written hold 0).
+    pub filter: HashMap<u32, u32>,
 }
 
 impl MemoryMaps {
@@ -233,6 +258,11 @@ impl MapWriter for MemoryMaps {
     fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
         self.ring_writes += slots.len();
         self.rings.extend(slots.iter().copied());
+        Ok(())
+    }
+
+    fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {
+        self.filter.insert(slot, flags);
         Ok(())
     }
 }

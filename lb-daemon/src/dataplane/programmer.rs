@@ -15,8 +15,9 @@ use std::{
 };
 
 use lb_common::{
-    BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT,
-    Vip4Key, Vip6Key, VipMeta,
+    BACKEND_FLAG_DSR, BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6, VIP_FILTER_ANY_PORT,
+    VIP_FILTER_PORT, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key, Vip6Key, VipMeta,
+    vip_filter_slot_v4, vip_filter_slot_v6,
 };
 
 use super::{
@@ -94,6 +95,8 @@ pub struct Programmer<M> {
     rings: HashMap<u32, Vec<u32>>,
     /// Filler of rings not in `rings`: 0, or [`UNKNOWN_SLOT`] after adoption.
     unwritten_slot: u32,
+    /// What each `VIP_FILTER` slot holds (absent: 0).
+    filter: HashMap<u32, u32>,
 }
 
 /// Stands for a slot whose content is unknown: differs from every backend
@@ -110,6 +113,7 @@ impl<M: MapWriter> Programmer<M> {
             free_backend_ids: (1..capacity.max_backends).collect(),
             rings: HashMap::new(),
             unwritten_slot: 0,
+            filter: HashMap::new(),
         }
     }
 
@@ -162,6 +166,13 @@ impl<M: MapWriter> Programmer<M> {
             .flat_map(|v| v.backends.values().map(|(id, _)| *id))
             .collect();
         programmer.free_backend_ids.retain(|id| !used.contains(id));
+        // The previous daemon wrote the filter of these virtual servers.
+        let addresses: Vec<IpAddr> = programmer.vips.keys().map(|id| id.address).collect();
+        for address in addresses {
+            let slot = filter_slot(address);
+            let flags = programmer.filter_flags(slot);
+            programmer.filter.insert(slot, flags);
+        }
         programmer
     }
 
@@ -196,6 +207,9 @@ impl<M: MapWriter> Programmer<M> {
                 },
             );
         }
+        // The filter lets the address's packets through before its VIP
+        // entry exists (and `remove` clears it only after the entry went).
+        self.update_filter(spec.id.address)?;
         let Self {
             maps,
             vips,
@@ -208,6 +222,9 @@ impl<M: MapWriter> Programmer<M> {
         let vip = vips
             .get_mut(&spec.id)
             .ok_or(Error::Missing("virtual server"))?;
+        // Backend entries carry the forwarding mode: all are rewritten
+        // when it changes.
+        let mode_changed = vip.spec.forwarding != spec.forwarding;
         vip.spec = spec;
 
         // 1. New and changed backends.
@@ -223,11 +240,11 @@ impl<M: MapWriter> Programmer<M> {
         });
         for (address, backend) in &wanted {
             let id = match vip.backends.get(address) {
-                Some((id, old)) if old == backend => continue,
+                Some((id, old)) if old == backend && !mode_changed => continue,
                 Some((id, _)) => *id,
                 None => free_backend_ids.pop_front().ok_or(Error::Full("backend"))?,
             };
-            maps.set_backend(id, backend_entry(backend, vip.index))?;
+            maps.set_backend(id, backend_entry(backend, vip.index, &spec))?;
             vip.backends.insert(*address, (id, *backend));
         }
 
@@ -270,6 +287,7 @@ impl<M: MapWriter> Programmer<M> {
         };
         self.maps.remove_vip(vip_key(id, VIP_KIND_PORT))?;
         self.update_fragment_entry(id.address, id.protocol)?;
+        self.update_filter(id.address)?;
         for (backend_id, _) in vip.backends.values() {
             self.maps.set_backend(*backend_id, Backend::default())?;
             self.free_backend_ids.push_back(*backend_id);
@@ -299,6 +317,33 @@ impl<M: MapWriter> Programmer<M> {
         self.rings
             .get(&(2 * vip.index + vip.active))
             .map(Vec::as_slice)
+    }
+
+    /// The `VIP_FILTER` flags of `slot` for the virtual servers in `vips`.
+    fn filter_flags(&self, slot: u32) -> u32 {
+        self.vips
+            .keys()
+            .filter(|id| filter_slot(id.address) == slot)
+            .fold(0, |flags, id| {
+                flags
+                    | if id.port == 0 {
+                        VIP_FILTER_ANY_PORT
+                    } else {
+                        VIP_FILTER_PORT
+                    }
+            })
+    }
+
+    /// Rewrites the `VIP_FILTER` slot of `address` if the virtual servers
+    /// hashing to it changed.
+    fn update_filter(&mut self, address: IpAddr) -> Result<()> {
+        let slot = filter_slot(address);
+        let flags = self.filter_flags(slot);
+        if self.filter.get(&slot).copied().unwrap_or(0) != flags {
+            self.maps.set_filter_slot(slot, flags)?;
+            self.filter.insert(slot, flags);
+        }
+        Ok(())
     }
 
     /// Points the fragment entry of (address, protocol) at the port-0
@@ -424,22 +469,47 @@ fn meta(index: u32, ring_id: u32, spec: &VipSpec) -> VipMeta {
     }
 }
 
-fn backend_entry(backend: &BackendSpec, vip_index: u32) -> Backend {
-    let (addr, family) = match backend.address {
+/// The `VIP_FILTER` slot of an address.
+fn filter_slot(address: IpAddr) -> u32 {
+    match address {
+        IpAddr::V4(a) => vip_filter_slot_v4(a.octets()),
+        IpAddr::V6(a) => vip_filter_slot_v6(&a.octets()),
+    }
+}
+
+/// An address in a 16-byte field: IPv4 in the first four bytes.
+fn address_bytes(address: IpAddr) -> ([u8; 16], u8) {
+    match address {
         IpAddr::V4(a) => {
-            let mut addr = [0u8; 16];
-            addr[..4].copy_from_slice(&a.octets());
-            (addr, FAMILY_V4)
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&a.octets());
+            (bytes, FAMILY_V4)
         }
         IpAddr::V6(a) => (a.octets(), FAMILY_V6),
-    };
+    }
+}
+
+/// The `BACKENDS` entry of `backend`, serving virtual server `vip`.
+fn backend_entry(backend: &BackendSpec, vip_index: u32, vip: &VipSpec) -> Backend {
+    let (addr, family) = address_bytes(backend.address);
+    let (vip_addr, _) = address_bytes(vip.id.address);
+    let mut flags = 0;
+    if backend.up {
+        flags |= BACKEND_FLAG_UP;
+    }
+    if vip.forwarding == Forwarding::Dsr {
+        flags |= BACKEND_FLAG_DSR;
+    }
     Backend {
         addr,
+        vip_addr,
         mac: backend.mac,
         family,
-        flags: if backend.up { BACKEND_FLAG_UP } else { 0 },
+        flags,
         vip_index,
-        _reserved: 0,
+        vip_port_be: vip.id.port.to_be(),
+        vip_proto: vip.id.protocol,
+        _pad: 0,
     }
 }
 
@@ -632,6 +702,44 @@ mod tests {
         let new = adopted.backend_id(&dns.id, &backend(15, 100).address);
         assert!(new.is_some() && !ids.contains(&new));
         assert_ne!(adopted.vip_index(&dns.id), adopted.vip_index(&web.id));
+    }
+
+    #[test]
+    fn filter_covers_programmed_addresses_only() {
+        let mut p = programmer();
+        let (web, all) = (vip(80), vip(0));
+        let slot = filter_slot(web.id.address);
+        p.set(web, &[backend(11, 100)]).unwrap();
+        assert_eq!(p.maps().filter[&slot], VIP_FILTER_PORT);
+        p.set(all, &[backend(12, 100)]).unwrap();
+        assert_eq!(
+            p.maps().filter[&slot],
+            VIP_FILTER_PORT | VIP_FILTER_ANY_PORT
+        );
+        p.remove(&web.id).unwrap();
+        assert_eq!(p.maps().filter[&slot], VIP_FILTER_ANY_PORT);
+        p.remove(&all.id).unwrap();
+        assert_eq!(p.maps().filter[&slot], 0);
+    }
+
+    #[test]
+    fn backend_entries_name_their_virtual_server_and_mode() {
+        let mut p = programmer();
+        let mut spec = vip(443);
+        p.set(spec, &[backend(11, 100)]).unwrap();
+        let id = p.backend_id(&spec.id, &backend(11, 100).address).unwrap();
+        let entry = p.maps().backends[&id];
+        assert_eq!(entry.vip_addr[..4], [192, 0, 2, 100]);
+        assert_eq!(entry.vip_port_be, 443u16.to_be());
+        assert_eq!(entry.vip_proto, 6);
+        assert_eq!(entry.flags, BACKEND_FLAG_UP);
+        // A change of mode rewrites the backends, whose entries carry it.
+        spec.forwarding = Forwarding::Dsr;
+        p.set(spec, &[backend(11, 100)]).unwrap();
+        assert_eq!(
+            p.maps().backends[&id].flags,
+            BACKEND_FLAG_UP | BACKEND_FLAG_DSR
+        );
     }
 
     #[test]

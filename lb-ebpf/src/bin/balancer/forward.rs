@@ -2,19 +2,19 @@
 //! a tunnel (prepend an outer IPv4 or IPv6 header), both with XDP_TX out of
 //! the interface the packet came in on.
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::{Backend, FAMILY_V4, VIP_FLAG_DSR, VipMeta, proto, stats};
+use lb_common::{BACKEND_FLAG_DSR, Backend, FAMILY_V4, proto, stats};
 use lb_ebpf::{
     checksum,
     headers::{
-        ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, IPV4_LEN, IPV6_LEN, Ipv4Hdr, Ipv6Hdr,
-        VlanHdr,
+        ETH_LEN, ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
+        Ipv6Hdr, VlanHdr,
     },
     packet::{Truncated, frame_len, ptr_at},
 };
 
 use crate::{
     Verdict,
-    maps::{BACKEND_STATS, count, count_vip, tunnel_source_v4, tunnel_source_v6},
+    maps::{BACKEND_STATS, count, count_vip, tunnel_source_v4_prefix, tunnel_source_v6_prefix},
     select::Selected,
 };
 
@@ -29,74 +29,68 @@ pub struct Inner {
     pub proto: u8,
     /// IPv4 TOS / IPv6 traffic class, copied to the outer header.
     pub tos: u8,
-    /// Flow hash: picks the outer source (and IPv6 flow label) so that the
-    /// backend's NIC spreads tunnelled flows over its receive queues.
-    pub hash: u32,
 }
 
 impl Inner {
     #[inline(always)]
-    pub const fn new(l3_off: usize, proto: u8, tos: u8, hash: u32) -> Self {
-        Self {
-            l3_off,
-            proto,
-            tos,
-            hash,
-        }
+    pub const fn new(l3_off: usize, proto: u8, tos: u8) -> Self {
+        Self { l3_off, proto, tos }
     }
 }
 
 /// Counts the packet against its VIP and backend and forwards it; without
-/// a backend the packet is dropped and counted.
+/// a backend the packet passes (not for a VIP) or is dropped.
 #[inline(always)]
-pub fn send(
-    ctx: &XdpContext,
-    vip: &VipMeta,
-    selected: Selected,
-    inner: &Inner,
-) -> Result<Verdict, Truncated> {
+pub fn send(ctx: &XdpContext, selected: &Selected, inner: &Inner) -> Result<Verdict, Truncated> {
     if selected.backend.is_null() {
-        return Ok(Verdict::drop(stats::DROP_NO_BACKEND));
+        let verdict = if selected.not_vip {
+            Verdict::pass(stats::PASS_NOT_VIP)
+        } else {
+            Verdict::drop(stats::DROP_NO_BACKEND)
+        };
+        return Ok(verdict.with_event(selected.event));
     }
     // SAFETY: non-null pointers in `Selected` come from BACKENDS lookups
     // and stay valid for the program run (array values are never freed).
     let backend = unsafe { &*selected.backend };
     let bytes = frame_len(ctx);
-    count_vip(vip.vip_index, bytes, selected.new_flow);
+    count_vip(backend.vip_index, bytes, selected.new_flow);
     count(&BACKEND_STATS, selected.id, bytes);
-    forward(ctx, vip, backend, inner)
+    let verdict = if backend.flags & BACKEND_FLAG_DSR != 0 {
+        dsr(ctx, backend)?
+    } else {
+        tunnel(ctx, backend, inner, selected.hash)?
+    };
+    Ok(verdict.with_event(selected.event))
 }
 
-/// Forwards the packet to `backend` as the VIP's mode says.
+/// L2 DSR: the frame goes to the backend's MAC, from ours.
 #[inline(always)]
-fn forward(
+fn dsr(ctx: &XdpContext, backend: &Backend) -> Result<Verdict, Truncated> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    // SAFETY: `eth` is bounds-checked packet memory.
+    unsafe {
+        (*eth).src = (*eth).dst;
+        (*eth).dst = backend.mac;
+    }
+    Ok(Verdict::new(xdp_action::XDP_TX, stats::TX_DSR))
+}
+
+#[inline(always)]
+fn tunnel(
     ctx: &XdpContext,
-    vip: &VipMeta,
     backend: &Backend,
     inner: &Inner,
+    hash: u32,
 ) -> Result<Verdict, Truncated> {
-    if vip.flags & VIP_FLAG_DSR != 0 {
-        let eth: *mut EthHdr = ptr_at(ctx, 0)?;
-        // SAFETY: `eth` is bounds-checked packet memory.
-        unsafe {
-            (*eth).src = (*eth).dst;
-            (*eth).dst = backend.mac;
-        }
-        return Ok(Verdict::new(xdp_action::XDP_TX, stats::TX_DSR));
-    }
-    tunnel(ctx, backend, inner)
-}
-
-#[inline(always)]
-fn tunnel(ctx: &XdpContext, backend: &Backend, inner: &Inner) -> Result<Verdict, Truncated> {
-    let tagged = inner.l3_off != lb_ebpf::headers::ETH_LEN;
+    let tagged = inner.l3_off != ETH_LEN;
     // Save what survives of the old L2 header: our MAC (the destination
     // the packet came to) and the VLAN tag.
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: bounds-checked packet memory.
     let our_mac = unsafe { (*eth).dst };
     let tci_be = if tagged {
-        let vlan: *mut VlanHdr = ptr_at(ctx, lb_ebpf::headers::ETH_LEN)?;
+        let vlan: *mut VlanHdr = ptr_at(ctx, ETH_LEN)?;
         // SAFETY: bounds-checked packet memory.
         unsafe { (*vlan).tci_be }
     } else {
@@ -109,7 +103,7 @@ fn tunnel(ctx: &XdpContext, backend: &Backend, inner: &Inner) -> Result<Verdict,
     // SAFETY: the helper only moves `data`; every pointer is re-derived and
     // re-checked below.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_len as i32)) } != 0 {
-        return Ok(Verdict::new(xdp_action::XDP_DROP, stats::DROP_ENCAP_FAILED));
+        return Ok(Verdict::drop(stats::DROP_ENCAP_FAILED));
     }
 
     let outer_type_be = if outer_v4 {
@@ -124,7 +118,7 @@ fn tunnel(ctx: &XdpContext, backend: &Backend, inner: &Inner) -> Result<Verdict,
         (*eth).src = our_mac;
     }
     if tagged {
-        let vlan: *mut VlanHdr = ptr_at(ctx, lb_ebpf::headers::ETH_LEN)?;
+        let vlan: *mut VlanHdr = ptr_at(ctx, ETH_LEN)?;
         // SAFETY: bounds-checked packet memory.
         unsafe {
             (*eth).ether_type_be = ETH_P_8021Q_BE;
@@ -138,63 +132,73 @@ fn tunnel(ctx: &XdpContext, backend: &Backend, inner: &Inner) -> Result<Verdict,
 
     if outer_v4 {
         let outer: *mut Ipv4Hdr = ptr_at(ctx, inner.l3_off)?;
-        let header = ipv4_outer(backend, inner, (IPV4_LEN + inner_len) as u16);
+        let header = ipv4_outer(backend, inner, hash, (IPV4_LEN + inner_len) as u16);
         // SAFETY: bounds-checked packet memory.
         unsafe { *outer = header };
     } else {
         let outer: *mut Ipv6Hdr = ptr_at(ctx, inner.l3_off)?;
-        let header = ipv6_outer(backend, inner, inner_len as u16);
+        let header = ipv6_outer(backend, inner, hash, inner_len as u16);
         // SAFETY: bounds-checked packet memory.
         unsafe { *outer = header };
     }
     Ok(Verdict::new(xdp_action::XDP_TX, stats::TX_TUNNEL))
 }
 
-/// The outer IPv4 header of IP-in-IP (RFC 2003) or 6in4 (RFC 4213).
+/// The outer IPv4 header of IP-in-IP (RFC 2003) or 6in4 (RFC 4213). The
+/// source is the configured base with the low 16 bits from the flow hash.
 #[inline(always)]
-fn ipv4_outer(backend: &Backend, inner: &Inner, total_len: u16) -> Ipv4Hdr {
-    let base = tunnel_source_v4();
-    let hash = inner.hash.to_be_bytes();
-    let mut header = Ipv4Hdr {
+fn ipv4_outer(backend: &Backend, inner: &Inner, hash: u32, total_len: u16) -> Ipv4Hdr {
+    // Memory-order 16-bit words: the base's first two bytes, then the low
+    // 16 bits of the hash in network order.
+    let src_hi = tunnel_source_v4_prefix();
+    let src_lo = (hash as u16).to_be();
+    let src = ((src_lo as u32) << 16) | src_hi as u32;
+    let dst = [
+        backend.addr[0],
+        backend.addr[1],
+        backend.addr[2],
+        backend.addr[3],
+    ];
+    let total_len_be = total_len.to_be();
+    // RFC 1071 sum of the ten header words in memory order (the zero id,
+    // fragment and checksum words left out).
+    let check = checksum::ipv4_header_sum(
+        u16::from_le_bytes([0x45, inner.tos]),
+        total_len_be,
+        u16::from_le_bytes([OUTER_TTL, inner.proto]),
+        src,
+        u32::from_ne_bytes(dst),
+    );
+    Ipv4Hdr {
         version_ihl: 0x45,
         tos: inner.tos,
-        total_len_be: total_len.to_be(),
+        total_len_be,
         id_be: 0,
         frag_off_be: 0,
         ttl: OUTER_TTL,
         proto: inner.proto,
-        check: 0,
-        src: [base[0], base[1], hash[2], hash[3]],
-        dst: [
-            backend.addr[0],
-            backend.addr[1],
-            backend.addr[2],
-            backend.addr[3],
-        ],
-    };
-    // SAFETY: Ipv4Hdr is 20 bytes of plain integers, the same size and
-    // alignment (2) as [u16; 10].
-    let words: [u16; 10] = unsafe { core::mem::transmute_copy(&header) };
-    header.check = checksum::ipv4_header(&words);
-    header
+        check,
+        src: src.to_le_bytes(),
+        dst,
+    }
 }
 
-/// The outer IPv6 header of IPv6-in-IPv6 or IPv4-in-IPv6 (RFC 2473).
+/// The outer IPv6 header of IPv6-in-IPv6 or IPv4-in-IPv6 (RFC 2473). The
+/// source is the configured base with the low 32 bits from the flow hash;
+/// the flow label is the hash's low 20 bits.
 #[inline(always)]
-fn ipv6_outer(backend: &Backend, inner: &Inner, payload_len: u16) -> Ipv6Hdr {
-    let mut src = tunnel_source_v6();
-    let hash = inner.hash.to_be_bytes();
-    src[12] = hash[0];
-    src[13] = hash[1];
-    src[14] = hash[2];
-    src[15] = hash[3];
-    let vtc_flow = (6u32 << 28) | ((inner.tos as u32) << 20) | (inner.hash & 0x000f_ffff);
+fn ipv6_outer(backend: &Backend, inner: &Inner, hash: u32, payload_len: u16) -> Ipv6Hdr {
+    let [w0, w1, w2] = tunnel_source_v6_prefix();
+    let w3 = hash.to_be();
+    let vtc_flow = (6u32 << 28) | ((inner.tos as u32) << 20) | (hash & 0x000f_ffff);
+    let src: [u32; 4] = [w0, w1, w2, w3];
     Ipv6Hdr {
         vtc_flow_be: vtc_flow.to_be(),
         payload_len_be: payload_len.to_be(),
         next_header: inner.proto,
         hop_limit: OUTER_TTL,
-        src,
+        // SAFETY: four words are sixteen bytes in memory order.
+        src: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(src) },
         dst: backend.addr,
     }
 }

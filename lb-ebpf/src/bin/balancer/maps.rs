@@ -5,12 +5,14 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, Counter, Flow4Key, Flow6Key, FlowEntry, Vip4Key, Vip6Key, VipCounter, VipMeta, limits,
-    stats,
+    Backend, Counter, Flow4Key, Flow6Key, FlowEntry, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
+    limits,
 };
 
 /// `BPF_F_NO_COMMON_LRU`: one LRU list per CPU, so flow-table inserts on
-/// different CPUs never contend for a shared list lock.
+/// different CPUs never contend for a shared list lock. The table itself
+/// stays shared: a flow whose packets arrive on several CPUs (RSS changes,
+/// a VRRP failover onto other queues) finds its entry from every CPU.
 const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 /// Virtual servers by (address, port, protocol, kind). Two entries per
@@ -19,6 +21,12 @@ const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 pub static VIPS_V4: HashMap<Vip4Key, VipMeta> = HashMap::with_max_entries(2 * limits::MAX_VIPS, 0);
 #[map]
 pub static VIPS_V6: HashMap<Vip6Key, VipMeta> = HashMap::with_max_entries(2 * limits::MAX_VIPS, 0);
+
+/// Which destination addresses may be VIPs: `lb_common::VIP_FILTER_*`
+/// flags by `vip_filter_slot_v4/v6` of the address. Every packet reads
+/// one slot; most traffic that is not for a VIP stops there.
+#[map]
+pub static VIP_FILTER: Array<u32> = Array::with_max_entries(limits::VIP_FILTER_SLOTS, 0);
 
 /// The Maglev rings of all VIPs, flat: slot `s` of ring `r` is entry
 /// `r * RING_SIZE + s` and holds a backend id (0: empty).
@@ -37,9 +45,10 @@ pub static FLOWS_V4: LruHashMap<Flow4Key, FlowEntry> =
 pub static FLOWS_V6: LruHashMap<Flow6Key, FlowEntry> =
     LruHashMap::with_max_entries(limits::FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
-/// Verdict and event counters, indexed by `lb_common::stats`.
+/// Verdict and event counters: one per-CPU value holding all of them,
+/// indexed by `lb_common::stats`.
 #[map]
-pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(stats::COUNT, 0);
+pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 /// Per-VIP counters, indexed by `VipMeta::vip_index`.
 #[map]
 pub static VIP_STATS: PerCpuArray<VipCounter> = PerCpuArray::with_max_entries(limits::MAX_VIPS, 0);
@@ -52,11 +61,15 @@ pub static BACKEND_STATS: PerCpuArray<Counter> =
 #[unsafe(no_mangle)]
 static RING_SIZE: u32 = limits::RING_SIZE;
 /// Base of the IPv4 tunnel sources; the low 16 bits come from the flow hash.
+/// Declared as words in memory order (the daemon writes the 4 address
+/// bytes) so that it is read with one aligned load.
 #[unsafe(no_mangle)]
-static TUNNEL_SOURCE_V4: [u8; 4] = [172, 16, 0, 0];
+static TUNNEL_SOURCE_V4: [u16; 2] = [u16::from_le_bytes([172, 16]), 0];
 /// Base of the IPv6 tunnel sources; the low 32 bits come from the flow hash.
+/// Declared as words (the daemon writes the 16 address bytes) so that it is
+/// read with three loads.
 #[unsafe(no_mangle)]
-static TUNNEL_SOURCE_V6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+static TUNNEL_SOURCE_V6: [u32; 4] = [u32::from_le_bytes([0xfd, 0, 0, 0]), 0, 0, 0];
 
 #[inline(always)]
 pub fn ring_size() -> u32 {
@@ -65,16 +78,35 @@ pub fn ring_size() -> u32 {
     unsafe { core::ptr::read_volatile(&RING_SIZE) }
 }
 
+/// The IPv4 tunnel source base, as its first two bytes in memory order.
 #[inline(always)]
-pub fn tunnel_source_v4() -> [u8; 4] {
+pub fn tunnel_source_v4_prefix() -> u16 {
     // SAFETY: as in `ring_size`.
-    unsafe { core::ptr::read_volatile(&TUNNEL_SOURCE_V4) }
+    unsafe { core::ptr::read_volatile(&TUNNEL_SOURCE_V4[0]) }
 }
 
+/// The first 12 bytes of the IPv6 tunnel source base, as three words in
+/// memory order.
 #[inline(always)]
-pub fn tunnel_source_v6() -> [u8; 16] {
-    // SAFETY: as in `ring_size`.
-    unsafe { core::ptr::read_volatile(&TUNNEL_SOURCE_V6) }
+pub fn tunnel_source_v6_prefix() -> [u32; 3] {
+    let base = TUNNEL_SOURCE_V6.as_ptr();
+    // SAFETY: as in `ring_size`; three words inside the static.
+    unsafe {
+        [
+            core::ptr::read_volatile(base),
+            core::ptr::read_volatile(base.add(1)),
+            core::ptr::read_volatile(base.add(2)),
+        ]
+    }
+}
+
+/// The flags of the `VIP_FILTER` slot `slot` (0 when out of range).
+#[inline(always)]
+pub fn vip_filter(slot: u32) -> u32 {
+    match VIP_FILTER.get(slot) {
+        Some(flags) => *flags,
+        None => 0,
+    }
 }
 
 /// Adds one packet of `bytes` to counter `index` of a per-CPU array.
@@ -100,5 +132,27 @@ pub fn count_vip(vip_index: u32, bytes: u64, new_flow: bool) {
             (*counter).bytes += bytes;
             (*counter).flows += new_flow as u64;
         }
+    }
+}
+
+/// Counts a packet's verdict (packets and bytes) and up to two events
+/// (packets; an index of `stats::COUNT` or more counts nothing), through a
+/// single lookup of this CPU's `STATS` value.
+#[inline(always)]
+pub fn count_stats(verdict: u32, bytes: u64, event: u32, extra_event: u32) {
+    let Some(stats) = STATS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's value, as in `count`.
+    let counters = unsafe { &mut (*stats).counters };
+    if let Some(counter) = counters.get_mut(verdict as usize) {
+        counter.packets += 1;
+        counter.bytes += bytes;
+    }
+    if let Some(counter) = counters.get_mut(event as usize) {
+        counter.packets += 1;
+    }
+    if let Some(counter) = counters.get_mut(extra_event as usize) {
+        counter.packets += 1;
     }
 }

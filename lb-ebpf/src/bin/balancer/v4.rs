@@ -1,22 +1,23 @@
 //! IPv4: TCP and UDP to virtual servers, fragments, and ICMP
 //! "fragmentation needed" about VIP flows.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{maps::LruHashMap, programs::XdpContext};
 use lb_common::{
-    Flow4Key, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key, VipMeta, flow_hash_v4, proto, stats,
+    Backend, Flow4Key, FlowEntry, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT,
+    VIP_KIND_PORT, Vip4Key, VipMeta, flow_hash_v4, proto, stats, vip_filter_slot_v4,
 };
 use lb_ebpf::{
     headers::{
         ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_LEN, IPV4_LEN, IPV4_MF_OFFSET_MASK_BE, IcmpHdr,
         Ipv4Hdr, PortsHdr,
     },
-    packet::{Truncated, frame_len, ptr_at},
+    packet::{Truncated, ptr_at},
 };
 
 use crate::{
     Verdict,
     forward::{INNER_V4, Inner, send},
-    maps::{FLOWS_V4, STATS, VIPS_V4, count},
-    select::{self, Selected},
+    maps::{FLOWS_V4, VIPS_V4, vip_filter},
+    select::{self, Flow, Selected},
 };
 
 /// A validated IPv4 header: its addresses, protocol and where L4 starts.
@@ -32,7 +33,7 @@ struct Header {
 /// Reads the IPv4 header at `off`: version 4, IHL of at least 5 words,
 /// and a total length that covers the header and fits in the frame.
 #[inline(always)]
-fn header(ctx: &XdpContext, off: usize) -> Result<Option<Header>, Truncated> {
+fn header(ctx: &XdpContext, off: usize, frame_len: usize) -> Result<Option<Header>, Truncated> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, off)?;
     // SAFETY: bounds-checked packet memory.
     let ip = unsafe { &*ip };
@@ -41,7 +42,7 @@ fn header(ctx: &XdpContext, off: usize) -> Result<Option<Header>, Truncated> {
     if ip.version_ihl >> 4 != 4
         || header_len < IPV4_LEN
         || total_len < header_len
-        || off + total_len > frame_len(ctx) as usize
+        || off + total_len > frame_len
     {
         return Ok(None);
     }
@@ -55,26 +56,65 @@ fn header(ctx: &XdpContext, off: usize) -> Result<Option<Header>, Truncated> {
     }))
 }
 
+/// The virtual server of `addr:port_be` (`proto`): the entry of that port,
+/// else the address's all-ports entry. `filter` (the address's
+/// `VIP_FILTER` flags) skips lookups that cannot match.
 #[inline(always)]
-fn vip(addr: [u8; 4], port_be: u16, proto: u8) -> Option<&'static VipMeta> {
+fn vip(addr: [u8; 4], port_be: u16, proto: u8, filter: u32) -> Option<&'static VipMeta> {
     let mut key = Vip4Key {
         addr,
         port_be,
         proto,
         kind: VIP_KIND_PORT,
     };
-    // SAFETY: VIP entries are replaced whole by the daemon, never mutated
-    // in place, and this program only reads them.
-    if let Some(meta) = unsafe { VIPS_V4.get(&key) } {
-        return Some(meta);
+    if filter & VIP_FILTER_PORT != 0 {
+        // SAFETY: VIP entries are replaced whole by the daemon, never
+        // mutated in place, and this program only reads them.
+        if let Some(meta) = unsafe { VIPS_V4.get(&key) } {
+            return Some(meta);
+        }
+    }
+    if filter & VIP_FILTER_ANY_PORT == 0 {
+        return None;
     }
     key.port_be = 0;
     // SAFETY: as above.
     unsafe { VIPS_V4.get(&key) }
 }
 
+impl Flow for Flow4Key {
+    #[inline(always)]
+    fn served_by(&self, backend: &Backend) -> bool {
+        let vip_addr = [
+            backend.vip_addr[0],
+            backend.vip_addr[1],
+            backend.vip_addr[2],
+            backend.vip_addr[3],
+        ];
+        u32::from_ne_bytes(vip_addr) == u32::from_ne_bytes(self.dst)
+            && backend.vip_proto == self.proto
+            && (backend.vip_port_be == self.dst_port_be || backend.vip_port_be == 0)
+    }
+
+    #[inline(always)]
+    fn hash(&self) -> u32 {
+        flow_hash_v4(
+            self.src,
+            self.dst,
+            self.src_port_be,
+            self.dst_port_be,
+            self.proto,
+        )
+    }
+
+    #[inline(always)]
+    fn vip(&self, filter: u32) -> Option<&'static VipMeta> {
+        vip(self.dst, self.dst_port_be, self.proto, filter)
+    }
+}
+
 /// The backend of flow `src:src_port -> dst:dst_port` through the flow
-/// table, and the flow's hash.
+/// table, or why there is none.
 #[inline(always)]
 fn flow(
     src: [u8; 4],
@@ -82,22 +122,28 @@ fn flow(
     src_port_be: u16,
     dst_port_be: u16,
     proto: u8,
-    vip: &VipMeta,
-) -> (Selected, u32) {
-    let key = Flow4Key {
-        src,
-        dst,
-        src_port_be,
-        dst_port_be,
-        proto,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v4(src, dst, src_port_be, dst_port_be, proto);
-    (select::for_flow(&FLOWS_V4, &key, vip, hash), hash)
+    filter: u32,
+    syn: bool,
+) -> Selected {
+    // Built from aligned words: a field-by-field build lets LLVM zero the
+    // padding with a misaligned stack store, which the verifier rejects.
+    let words: [u32; 4] = [
+        u32::from_ne_bytes(src),
+        u32::from_ne_bytes(dst),
+        u32::from(src_port_be) | (u32::from(dst_port_be) << 16),
+        u32::from(proto),
+    ];
+    // SAFETY: Flow4Key is 16 bytes of plain integers in this order
+    // (src, dst, src_port_be, dst_port_be, proto, 3 zero bytes) on a
+    // little-endian target; its alignment (2) is below that of the words.
+    let key: Flow4Key = unsafe { core::mem::transmute(words) };
+    let flows: &LruHashMap<Flow4Key, FlowEntry> = &FLOWS_V4;
+    select::for_flow(flows, &key, filter, syn)
 }
 
-pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
-    let Some(ip) = header(ctx, l3_off)? else {
+#[inline(always)]
+pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verdict, Truncated> {
+    let Some(ip) = header(ctx, l3_off, frame_len)? else {
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     };
     if ip.fragment {
@@ -111,16 +157,21 @@ pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let ports: *const PortsHdr = ptr_at(ctx, ip.l4_off)?;
     // SAFETY: bounds-checked packet memory.
     let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let Some(vip) = vip(ip.dst, dst_port_be, ip.proto) else {
+    let filter = vip_filter(vip_filter_slot_v4(ip.dst));
+    if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    };
-    let (selected, hash) = flow(ip.src, ip.dst, src_port_be, dst_port_be, ip.proto, vip);
-    send(
-        ctx,
-        vip,
-        selected,
-        &Inner::new(l3_off, INNER_V4, ip.tos, hash),
-    )
+    }
+    let syn = ip.proto == proto::TCP && crate::tcp_syn(ctx, ip.l4_off)?;
+    let selected = flow(
+        ip.src,
+        ip.dst,
+        src_port_be,
+        dst_port_be,
+        ip.proto,
+        filter,
+        syn,
+    );
+    send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))
 }
 
 /// Fragments carry ports only in the first piece, so all pieces of a
@@ -128,6 +179,9 @@ pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
 /// address's fragment entry, bypassing the flow table.
 #[inline(always)]
 fn fragment(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Truncated> {
+    if vip_filter(vip_filter_slot_v4(ip.dst)) == 0 {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
     let key = Vip4Key {
         addr: ip.dst,
         port_be: 0,
@@ -139,17 +193,16 @@ fn fragment(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Tru
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
     let hash = flow_hash_v4(ip.src, ip.dst, 0, 0, ip.proto);
+    let (id, backend) = select::from_ring(vip, hash);
     let selected = Selected {
-        new_flow: false,
-        ..select::from_ring(vip, hash)
+        backend,
+        id,
+        hash,
+        event: select::NO_EVENT,
+        ..Selected::NO_BACKEND
     };
-    count(&STATS, stats::FRAGMENTS, 0);
-    send(
-        ctx,
-        vip,
-        selected,
-        &Inner::new(l3_off, INNER_V4, ip.tos, hash),
-    )
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))?;
+    Ok(verdict.with_extra_event(stats::FRAGMENTS))
 }
 
 /// ICMP "fragmentation needed" (RFC 1191) about a packet a backend sent
@@ -171,28 +224,30 @@ fn icmp(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Truncat
     if quoted.version_ihl >> 4 != 4 || quoted_len < IPV4_LEN {
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     }
-    if (quoted.proto != proto::TCP && quoted.proto != proto::UDP) || quoted.src != ip.dst {
+    if (quoted.proto != proto::TCP && quoted.proto != proto::UDP)
+        || u32::from_ne_bytes(quoted.src) != u32::from_ne_bytes(ip.dst)
+    {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
     let ports: *const PortsHdr = ptr_at(ctx, quoted_off + quoted_len)?;
     // SAFETY: bounds-checked packet memory.
     let (vip_port_be, client_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let Some(vip) = vip(quoted.src, vip_port_be, quoted.proto) else {
+    let filter = vip_filter(vip_filter_slot_v4(quoted.src));
+    if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    };
-    let (selected, hash) = flow(
+    }
+    let selected = flow(
         quoted.dst,
         quoted.src,
         client_port_be,
         vip_port_be,
         quoted.proto,
-        vip,
+        filter,
+        false,
     );
-    count(&STATS, stats::ICMP_ERRORS, 0);
-    send(
-        ctx,
-        vip,
-        selected,
-        &Inner::new(l3_off, INNER_V4, ip.tos, hash),
-    )
+    if selected.not_vip {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))?;
+    Ok(verdict.with_extra_event(stats::ICMP_ERRORS))
 }

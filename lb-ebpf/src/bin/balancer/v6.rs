@@ -1,19 +1,20 @@
 //! IPv6: TCP and UDP to virtual servers, fragments, and ICMPv6 "packet too
 //! big" about VIP flows.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{maps::LruHashMap, programs::XdpContext};
 use lb_common::{
-    Flow6Key, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip6Key, VipMeta, flow_hash_v6, proto, stats,
+    Backend, Flow6Key, FlowEntry, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT,
+    VIP_KIND_PORT, Vip6Key, VipMeta, flow_hash_v6, proto, stats, vip_filter_slot_v6,
 };
 use lb_ebpf::{
     headers::{ICMP_LEN, ICMPV6_PACKET_TOO_BIG, IPV6_LEN, IcmpHdr, Ipv6FragHdr, Ipv6Hdr, PortsHdr},
-    packet::{Truncated, frame_len, ptr_at},
+    packet::{Truncated, ptr_at},
 };
 
 use crate::{
     Verdict,
     forward::{INNER_V6, Inner, send},
-    maps::{FLOWS_V6, STATS, VIPS_V6, count},
-    select::{self, Selected},
+    maps::{FLOWS_V6, VIPS_V6, vip_filter},
+    select::{self, Flow, Selected},
 };
 
 /// Extension headers that may precede the transport header. Only the
@@ -23,22 +24,66 @@ const HOP_BY_HOP: u8 = 0;
 const ROUTING: u8 = 43;
 const DESTINATION_OPTIONS: u8 = 60;
 
+/// As the IPv4 `vip`: the port's entry, else the all-ports entry, with
+/// the lookups `filter` rules out skipped.
 #[inline(always)]
-fn vip(addr: &[u8; 16], port_be: u16, proto: u8) -> Option<&'static VipMeta> {
+fn vip(addr: &[u8; 16], port_be: u16, proto: u8, filter: u32) -> Option<&'static VipMeta> {
     let mut key = Vip6Key {
         addr: *addr,
         port_be,
         proto,
         kind: VIP_KIND_PORT,
     };
-    // SAFETY: VIP entries are replaced whole by the daemon, never mutated
-    // in place, and this program only reads them.
-    if let Some(meta) = unsafe { VIPS_V6.get(&key) } {
-        return Some(meta);
+    if filter & VIP_FILTER_PORT != 0 {
+        // SAFETY: VIP entries are replaced whole by the daemon, never
+        // mutated in place, and this program only reads them.
+        if let Some(meta) = unsafe { VIPS_V6.get(&key) } {
+            return Some(meta);
+        }
+    }
+    if filter & VIP_FILTER_ANY_PORT == 0 {
+        return None;
     }
     key.port_be = 0;
     // SAFETY: as above.
     unsafe { VIPS_V6.get(&key) }
+}
+
+/// The 16 address bytes as two words, for comparisons without `bcmp`.
+#[inline(always)]
+fn words(addr: &[u8; 16]) -> (u64, u64) {
+    let lo = [
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ];
+    let hi = [
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ];
+    (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
+}
+
+impl Flow for Flow6Key {
+    #[inline(always)]
+    fn served_by(&self, backend: &Backend) -> bool {
+        words(&backend.vip_addr) == words(&self.dst)
+            && backend.vip_proto == self.proto
+            && (backend.vip_port_be == self.dst_port_be || backend.vip_port_be == 0)
+    }
+
+    #[inline(always)]
+    fn hash(&self) -> u32 {
+        flow_hash_v6(
+            &self.src,
+            &self.dst,
+            self.src_port_be,
+            self.dst_port_be,
+            self.proto,
+        )
+    }
+
+    #[inline(always)]
+    fn vip(&self, filter: u32) -> Option<&'static VipMeta> {
+        vip(&self.dst, self.dst_port_be, self.proto, filter)
+    }
 }
 
 #[inline(always)]
@@ -47,7 +92,7 @@ fn traffic_class(vtc_flow_be: u32) -> u8 {
 }
 
 /// The backend of flow `src:src_port -> dst:dst_port` through the flow
-/// table, and the flow's hash.
+/// table, or why there is none.
 #[inline(always)]
 fn flow(
     src: &[u8; 16],
@@ -55,31 +100,31 @@ fn flow(
     src_port_be: u16,
     dst_port_be: u16,
     proto: u8,
-    vip: &VipMeta,
-) -> (Selected, u32) {
-    let key = Flow6Key {
-        src: *src,
-        dst: *dst,
-        src_port_be,
-        dst_port_be,
-        proto,
-        _pad: [0; 3],
-    };
-    let hash = flow_hash_v6(src, dst, src_port_be, dst_port_be, proto);
-    (select::for_flow(&FLOWS_V6, &key, vip, hash), hash)
+    filter: u32,
+    syn: bool,
+) -> Selected {
+    // Built from aligned words, as the IPv4 key.
+    let (src_lo, src_hi) = words(src);
+    let (dst_lo, dst_hi) = words(dst);
+    let tail = u64::from(src_port_be) | (u64::from(dst_port_be) << 16) | (u64::from(proto) << 32);
+    let key_words: [u64; 5] = [src_lo, src_hi, dst_lo, dst_hi, tail];
+    // SAFETY: Flow6Key is 40 bytes of plain integers in this order (src,
+    // dst, src_port_be, dst_port_be, proto, 3 zero bytes) on a
+    // little-endian target; its alignment (2) is below that of the words.
+    let key: Flow6Key = unsafe { core::mem::transmute(key_words) };
+    let flows: &LruHashMap<Flow6Key, FlowEntry> = &FLOWS_V6;
+    select::for_flow(flows, &key, filter, syn)
 }
 
-pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
+#[inline(always)]
+pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verdict, Truncated> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off)?;
     // SAFETY: bounds-checked packet memory.
     let ip = unsafe { &*ip };
     let payload_len = u16::from_be(ip.payload_len_be) as usize;
-    if u32::from_be(ip.vtc_flow_be) >> 28 != 6
-        || l3_off + IPV6_LEN + payload_len > frame_len(ctx) as usize
-    {
+    if u32::from_be(ip.vtc_flow_be) >> 28 != 6 || l3_off + IPV6_LEN + payload_len > frame_len {
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     }
-    let tos = traffic_class(ip.vtc_flow_be);
     let l4_off = l3_off + IPV6_LEN;
     match ip.next_header {
         proto::TCP | proto::UDP => {}
@@ -93,18 +138,22 @@ pub fn balance(ctx: &XdpContext, l3_off: usize) -> Result<Verdict, Truncated> {
     let ports: *const PortsHdr = ptr_at(ctx, l4_off)?;
     // SAFETY: bounds-checked packet memory.
     let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let Some(vip) = vip(&ip.dst, dst_port_be, ip.next_header) else {
+    let filter = vip_filter(vip_filter_slot_v6(&ip.dst));
+    if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    };
-    let (selected, hash) = flow(
+    }
+    let syn = ip.next_header == proto::TCP && crate::tcp_syn(ctx, l4_off)?;
+    let selected = flow(
         &ip.src,
         &ip.dst,
         src_port_be,
         dst_port_be,
         ip.next_header,
-        vip,
+        filter,
+        syn,
     );
-    send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))
+    let tos = traffic_class(ip.vtc_flow_be);
+    send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))
 }
 
 /// As for IPv4: every fragment of a datagram is balanced on (source,
@@ -119,6 +168,9 @@ fn fragment(
     let frag: *const Ipv6FragHdr = ptr_at(ctx, frag_off)?;
     // SAFETY: bounds-checked packet memory.
     let upper = unsafe { (*frag).next_header };
+    if vip_filter(vip_filter_slot_v6(&ip.dst)) == 0 {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
     let key = Vip6Key {
         addr: ip.dst,
         port_be: 0,
@@ -130,13 +182,17 @@ fn fragment(
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     };
     let hash = flow_hash_v6(&ip.src, &ip.dst, 0, 0, upper);
+    let (id, backend) = select::from_ring(vip, hash);
     let selected = Selected {
-        new_flow: false,
-        ..select::from_ring(vip, hash)
+        backend,
+        id,
+        hash,
+        event: select::NO_EVENT,
+        ..Selected::NO_BACKEND
     };
-    count(&STATS, stats::FRAGMENTS, 0);
     let tos = traffic_class(ip.vtc_flow_be);
-    send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))?;
+    Ok(verdict.with_extra_event(stats::FRAGMENTS))
 }
 
 /// ICMPv6 "packet too big" (RFC 4443 §3.2, RFC 8201) about a packet a
@@ -162,24 +218,29 @@ fn icmp(
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     }
     let upper = quoted.next_header;
-    if (upper != proto::TCP && upper != proto::UDP) || quoted.src != ip.dst {
+    if (upper != proto::TCP && upper != proto::UDP) || words(&quoted.src) != words(&ip.dst) {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
     let ports: *const PortsHdr = ptr_at(ctx, quoted_off + IPV6_LEN)?;
     // SAFETY: bounds-checked packet memory.
     let (vip_port_be, client_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let Some(vip) = vip(&quoted.src, vip_port_be, upper) else {
+    let filter = vip_filter(vip_filter_slot_v6(&quoted.src));
+    if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    };
-    let (selected, hash) = flow(
+    }
+    let selected = flow(
         &quoted.dst,
         &quoted.src,
         client_port_be,
         vip_port_be,
         upper,
-        vip,
+        filter,
+        false,
     );
-    count(&STATS, stats::ICMP_ERRORS, 0);
+    if selected.not_vip {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
     let tos = traffic_class(ip.vtc_flow_be);
-    send(ctx, vip, selected, &Inner::new(l3_off, INNER_V6, tos, hash))
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))?;
+    Ok(verdict.with_extra_event(stats::ICMP_ERRORS))
 }
