@@ -44,6 +44,11 @@ enum Command {
         generic: bool,
         #[arg(long)]
         detach: bool,
+        /// Attach a program that passes every packet instead (labs: a
+        /// veth delivers XDP_TX frames promptly only when its peer has an
+        /// XDP program).
+        #[arg(long, hide = true, conflicts_with_all = ["vips", "detach"])]
+        pass: bool,
     },
 }
 
@@ -58,7 +63,8 @@ fn main() -> ExitCode {
             vips,
             generic,
             detach,
-        } => lb_daemon::cmd::decap::decap(&interface, &vips, generic, detach),
+            pass,
+        } => lb_daemon::cmd::decap::decap(&interface, &vips, generic, detach, pass),
     };
     match result {
         Ok(code) => code,
