@@ -274,8 +274,12 @@ fn get(mut stream: TcpStream, addr: SocketAddr, deadline: Instant) -> Result<Str
         "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     stream.set_read_timeout(Some(remaining(deadline)?))?;
-    let mut reader = BufReader::new(stream);
-    let head = read_head(&mut reader)?.context("connection closed before a response")?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// Reads one `200 OK` response and returns its body.
+fn read_response(reader: &mut BufReader<TcpStream>) -> Result<String> {
+    let head = read_head(reader)?.context("connection closed before a response")?;
     let status = head.start.split_whitespace().nth(1).unwrap_or_default();
     ensure!(status == "200", "status line {:?}", head.start);
     let mut body = Vec::new();
@@ -293,6 +297,57 @@ fn get(mut stream: TcpStream, addr: SocketAddr, deadline: Instant) -> Result<Str
         }
     }
     String::from_utf8(body).context("body is not UTF-8")
+}
+
+/// One kept-alive HTTP connection, one flow: `GET /` again and again on
+/// the same TCP connection, each answered by the backend the flow is
+/// balanced to (for tests and demos that hold connections across a
+/// failover, a drain or a reload).
+#[derive(Debug)]
+pub struct HttpSession {
+    addr: SocketAddr,
+    reader: BufReader<TcpStream>,
+    requests: u64,
+}
+
+impl HttpSession {
+    /// Connects from inside `ns` to `addr`; every later request gives up
+    /// after `timeout`.
+    pub fn connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<HttpSession> {
+        let stream = connect(ns, addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(HttpSession {
+            addr,
+            reader: BufReader::new(stream),
+            requests: 0,
+        })
+    }
+
+    /// `GET /` on the connection; returns the answer without its newline
+    /// (a lab backend's name). An error if the connection broke, timed
+    /// out, or the server closed it.
+    pub fn get(&mut self) -> Result<String> {
+        let addr = self.addr;
+        let stream = self.reader.get_mut();
+        write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")
+            .with_context(|| format!("request {} on a session to {addr}", self.requests + 1))?;
+        let body = read_response(&mut self.reader)
+            .with_context(|| format!("answer {} on a session to {addr}", self.requests + 1))?;
+        self.requests += 1;
+        Ok(body.trim_end().to_owned())
+    }
+
+    /// Requests answered on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// The client's address (its source port identifies the flow).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.reader.get_ref().local_addr()?)
+    }
 }
 
 /// The time left until `deadline`; an error once it has passed (a zero

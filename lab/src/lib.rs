@@ -14,7 +14,9 @@
 //! - [`HttpBackend`], [`http_get`], [`http_get_many`]: HTTP servers that
 //!   answer with their name, and clients; [`EchoBackend`] and
 //!   [`EchoStream`]: long-lived streams that check every byte;
-//!   [`HttpLoad`]: steady client traffic counted per backend.
+//!   [`HttpLoad`]: steady client traffic counted per backend;
+//!   [`HttpSession`]: one kept-alive connection asking again and again.
+//! - [`BalancerConfig`]: `lb-daemon run` configs for the lab's balancers.
 //!
 //! ```no_run
 //! use std::{net::SocketAddr, time::Duration};
@@ -30,6 +32,7 @@
 //! ```
 mod bridge;
 mod cmd;
+mod config;
 mod echo;
 mod http;
 pub mod link;
@@ -43,8 +46,9 @@ mod wait;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use bridge::Bridge;
+pub use config::{BalancerConfig, Forwarding, HealthConfig, HealthKind, VrrpConfig};
 pub use echo::{EchoBackend, EchoStream};
-pub use http::{HttpBackend, connect, http_get, http_get_many, wait_http};
+pub use http::{HttpBackend, HttpSession, connect, http_get, http_get_many, wait_http};
 pub use link::{mac, veth};
 pub use load::{HttpLoad, HttpLoadOptions, LoadStats};
 pub use netns::{Netns, delete_with_prefix, list as list_netns};

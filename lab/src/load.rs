@@ -22,8 +22,13 @@ use crate::{Netns, http::get_here};
 pub struct HttpLoadOptions {
     /// Concurrent workers, each with one request in flight.
     pub workers: usize,
-    /// Pause of a worker between two requests (paces the load).
+    /// Pause of a worker between two requests (paces the load when
+    /// `rate` is `None`).
     pub pause: Duration,
+    /// New connections per second over all workers, evenly spaced; a
+    /// worker that falls behind skips the requests it missed rather than
+    /// bursting. `None`: as fast as `pause` allows.
+    pub rate: Option<u32>,
     /// Longest a request may take before it counts as failed.
     pub request_timeout: Duration,
     /// The load stops by itself after this long, even if never stopped.
@@ -36,6 +41,7 @@ impl Default for HttpLoadOptions {
         HttpLoadOptions {
             workers: 4,
             pause: Duration::from_millis(10),
+            rate: None,
             request_timeout: Duration::from_secs(1),
             max_duration: Duration::from_secs(600),
         }
@@ -83,12 +89,12 @@ impl HttpLoad {
             shared: Arc::clone(&shared),
             workers: Vec::with_capacity(options.workers),
         };
-        for _ in 0..options.workers {
+        for index in 0..options.workers {
             let shared = Arc::clone(&shared);
             let options = options.clone();
             // On error, `load` is dropped and stops the workers started.
             load.workers
-                .push(ns.spawn_thread(move || work(addr, &options, &shared))?);
+                .push(ns.spawn_thread(move || work(addr, &options, &shared, index))?);
         }
         Ok(load)
     }
@@ -131,9 +137,29 @@ impl Shared {
 }
 
 /// One worker: requests until stopped or `max_duration` is over.
-fn work(addr: SocketAddr, options: &HttpLoadOptions, shared: &Shared) {
-    let end = Instant::now() + options.max_duration;
+fn work(addr: SocketAddr, options: &HttpLoadOptions, shared: &Shared, index: usize) {
+    let start = Instant::now();
+    let end = start + options.max_duration;
+    // With a rate, worker `index` of n sends request k at
+    // (k * n + index) / rate seconds.
+    let period = options
+        .rate
+        .filter(|rate| *rate > 0)
+        .map(|rate| Duration::from_secs_f64(options.workers as f64 / f64::from(rate)));
+    let offset = period.map(|period| period.mul_f64(index as f64 / options.workers as f64));
+    let mut next = start + offset.unwrap_or_default();
     while !shared.stop.load(Ordering::Relaxed) && Instant::now() < end {
+        if let Some(period) = period {
+            let now = Instant::now();
+            if next > now {
+                // Short sleeps, so that a stop is seen promptly.
+                std::thread::sleep((next - now).min(Duration::from_millis(100)));
+                continue;
+            }
+            while next <= now {
+                next += period;
+            }
+        }
         let result = get_here(addr, options.request_timeout);
         let mut stats = shared.lock_stats();
         match result {
@@ -144,6 +170,8 @@ fn work(addr: SocketAddr, options: &HttpLoadOptions, shared: &Shared) {
             }
         }
         drop(stats);
-        std::thread::sleep(options.pause);
+        if period.is_none() {
+            std::thread::sleep(options.pause);
+        }
     }
 }

@@ -78,6 +78,15 @@ impl Netns {
         Ok(Netns::guard(name))
     }
 
+    /// A guard for the existing namespace `name` that leaves it in place
+    /// when dropped (to work in a lab that `cargo xtask lab up` built).
+    /// Processes started through it still stop with their [`NsChild`].
+    pub fn existing(name: &str) -> Result<Netns> {
+        let mut ns = Netns::adopt(name)?;
+        ns.delete_on_drop = false;
+        Ok(ns)
+    }
+
     fn guard(name: &str) -> Netns {
         Netns {
             name: name.to_owned(),
