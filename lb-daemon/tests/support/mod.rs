@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod e2e;
 pub mod packets;
 
 /// Privileged tests fail loudly when not run as root: `cargo xtask test`
