@@ -5,6 +5,7 @@
 mod support;
 
 use std::{
+    io::{Read, Write},
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
@@ -95,6 +96,36 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     let mut fresh = EchoStream::connect(client, addr, TIMEOUT).unwrap();
     fresh.exchange(4096).unwrap();
     thread::sleep(Duration::from_millis(700));
+
+    // The new daemon's admin API and metrics count the adopted traffic.
+    let status = lab
+        .lb_a()
+        .ns()
+        .exec_ok(support::daemon::BINARY, &["status", "--json"])
+        .unwrap();
+    let status: lb_daemon::status::Status = serde_json::from_str(&status).unwrap();
+    let echo = &status.virtual_servers[0];
+    assert!(echo.packets > 0 && echo.flows >= 9, "{echo:?}");
+    assert_eq!(
+        echo.backends.iter().map(|b| b.packets).sum::<u64>(),
+        echo.packets,
+        "every VIP packet went to a backend"
+    );
+    let metrics = lab.lb_a().ns().enter(|| {
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:9100").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    });
+    let vip_line = metrics
+        .lines()
+        .find(|l| l.starts_with("lb_vip_packets_total{") && l.contains(&format!("\"{vip}\"")))
+        .unwrap_or_else(|| panic!("no lb_vip_packets_total for {vip}:\n{metrics}"));
+    let value: f64 = vip_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value > 0.0, "{vip_line}");
 
     stop.store(true, Ordering::SeqCst);
     for worker in workers {

@@ -3,6 +3,8 @@
 //! the admin API and the metrics, reloads on SIGHUP and a graceful stop on
 //! SIGTERM or SIGINT.
 //!
+//! - [`api`]: what the admin API and the metrics endpoint see, and their
+//!   servers.
 //! - [`backends`]: health, drain and next hop of each backend; the specs
 //!   the maps are programmed from (pure).
 //! - [`dataplane`]: the balancer program adopted or loaded, attached,
@@ -11,6 +13,7 @@
 //!
 //! Health checks ([`crate::health`]) report to the main loop, which applies
 //! a changed verdict to the maps at once and feeds VRRP tracking.
+pub mod api;
 pub mod backends;
 pub mod dataplane;
 pub mod state;
@@ -21,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -31,8 +34,10 @@ use tracing::{error, info, warn};
 use crate::{
     config::{self, Config},
     health::{Report, Supervisor},
+    metrics::Metrics,
     vrrp::Vrrp,
 };
+use api::{DaemonControl, Servers};
 use state::Shared;
 
 /// How often next hops are looked up again (and stale ones re-confirmed).
@@ -42,8 +47,15 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(1);
 pub async fn run(path: &Path, config: Config) -> Result<()> {
     let vrrp_instances = config.vrrp.clone();
     let targets = Supervisor::targets(&config);
+    let (admin_listen, metrics_listen) = (config.admin.listen, config.metrics.listen);
     let shared = Arc::new(tokio::task::block_in_place(|| Shared::start(config))?);
     let vrrp = Vrrp::start(vrrp_instances).await?;
+    let metrics = Arc::new(Metrics::new());
+    let control = Arc::new(DaemonControl {
+        shared: shared.clone(),
+        vrrp: vrrp.view(),
+    });
+    let servers = Servers::start(admin_listen, metrics_listen, control, metrics.clone()).await?;
     let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
     let mut health = Supervisor::new(reports_tx);
     health.sync(targets);
@@ -52,6 +64,8 @@ pub async fn run(path: &Path, config: Config) -> Result<()> {
         shared,
         vrrp,
         health,
+        metrics,
+        servers,
     };
     daemon.track_virtual_servers();
     daemon.serve(reports).await?;
@@ -66,6 +80,8 @@ struct Daemon {
     shared: Arc<Shared>,
     vrrp: Vrrp,
     health: Supervisor,
+    metrics: Arc<Metrics>,
+    servers: Servers,
 }
 
 impl Daemon {
@@ -97,6 +113,12 @@ impl Daemon {
     /// server (within this call, so within one interval of the check) and
     /// updates VRRP tracking.
     fn health_report(&self, report: Report) {
+        self.metrics.observe_health_check(
+            &report.virtual_server,
+            report.backend,
+            report.result.label(),
+            report.duration,
+        );
         let Some(health) = report.changed else {
             return;
         };
@@ -160,13 +182,14 @@ impl Daemon {
     }
 
     /// Masters hand over (priority 0) and remove their addresses, checks
-    /// stop, then the program is detached.
+    /// and servers stop, then the program is detached.
     async fn stop(self) -> Result<()> {
         info!("stopping");
         self.vrrp.shutdown().await;
         self.health.shutdown().await;
-        let shared = Arc::into_inner(self.shared).context("the daemon's state is still shared")?;
-        tokio::task::block_in_place(|| shared.stop());
+        self.servers.stop().await;
+        tokio::task::block_in_place(|| self.shared.stop());
+        info!("stopped");
         Ok(())
     }
 }

@@ -16,21 +16,11 @@ use super::{
     dataplane::Dataplane,
 };
 use crate::{
+    admin::ControlError,
     config::{Config, Forwarding, VirtualServer, diff},
     neighbour,
     status::{BackendStatus, Health, Status, VirtualServerStatus},
 };
-
-/// Why a drain request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DrainError {
-    #[error("no virtual server named {0:?}")]
-    UnknownVirtualServer(String),
-    #[error("virtual server {0:?} has no backend {1}")]
-    UnknownBackend(String, IpAddr),
-    #[error("programming the data plane: {0:#}")]
-    Dataplane(anyhow::Error),
-}
 
 struct Inner {
     config: Config,
@@ -94,6 +84,9 @@ impl Shared {
         if changes.is_empty() {
             info!("reload: nothing changed");
             return Ok(());
+        }
+        if changes.metrics_changed || changes.admin_changed {
+            warn!("reload: the admin and metrics listeners keep their addresses until a restart");
         }
         if changes.needs_program_reload() {
             warn!("reload: [dataplane] changed; the program is loaded again and flows start over");
@@ -212,17 +205,23 @@ impl Shared {
         virtual_server: &str,
         backend: IpAddr,
         drained: bool,
-    ) -> Result<BackendStatus, DrainError> {
+    ) -> Result<BackendStatus, ControlError> {
+        let unknown_backend = || ControlError::UnknownBackend {
+            virtual_server: virtual_server.to_owned(),
+            backend,
+        };
         let mut inner = self.lock();
         if inner.config.virtual_server(virtual_server).is_none() {
-            return Err(DrainError::UnknownVirtualServer(virtual_server.to_owned()));
+            return Err(ControlError::UnknownVirtualServer(
+                virtual_server.to_owned(),
+            ));
         }
         let state = inner
             .backends
             .get_mut(virtual_server, backend)
-            .ok_or_else(|| DrainError::UnknownBackend(virtual_server.to_owned(), backend))?;
+            .ok_or_else(unknown_backend)?;
         state.drained = drained;
-        program(&mut inner, virtual_server).map_err(DrainError::Dataplane)?;
+        program(&mut inner, virtual_server).map_err(|e| ControlError::Failed(format!("{e:#}")))?;
         info!(virtual_server, %backend, drained, "drain state changed");
         let status = status_of(&inner);
         status
@@ -230,7 +229,7 @@ impl Shared {
             .into_iter()
             .find(|vs| vs.name == virtual_server)
             .and_then(|vs| vs.backends.into_iter().find(|b| b.address == backend))
-            .ok_or_else(|| DrainError::UnknownBackend(virtual_server.to_owned(), backend))
+            .ok_or_else(unknown_backend)
     }
 
     /// The config in force.
@@ -245,9 +244,8 @@ impl Shared {
     }
 
     /// A graceful stop: the program is detached.
-    pub fn stop(self) {
-        let inner = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
-        if let Some(dataplane) = inner.dataplane {
+    pub fn stop(&self) {
+        if let Some(dataplane) = self.lock().dataplane.take() {
             dataplane.stop();
         }
     }

@@ -22,7 +22,11 @@ pub mod state;
 pub mod track;
 pub mod validate;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use instance::{Control, Handle, HealthMap};
 
@@ -50,6 +54,44 @@ pub struct InstanceCounters {
 pub struct Vrrp {
     instances: Vec<Handle>,
     health: Arc<HealthMap>,
+    view: View,
+}
+
+/// A read-only view of the running instances that other tasks hold (the
+/// admin API, the metrics); it follows reloads.
+#[derive(Clone, Default)]
+pub struct View(Arc<RwLock<Vec<Arc<instance::Shared>>>>);
+
+impl View {
+    pub fn status(&self) -> Vec<VrrpStatus> {
+        self.read().iter().map(|shared| shared.status()).collect()
+    }
+
+    /// Per instance: adverts sent/received, discards per reason (name,
+    /// count), for metrics.
+    pub fn counters(&self) -> Vec<InstanceCounters> {
+        self.read()
+            .iter()
+            .map(|shared| {
+                let status = shared.status();
+                InstanceCounters {
+                    name: status.name,
+                    adverts_sent: status.adverts_sent,
+                    adverts_received: status.adverts_received,
+                    discards: shared.discards(),
+                }
+            })
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<instance::Shared>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, instances: &[Handle]) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) =
+            instances.iter().map(|h| h.shared.clone()).collect();
+    }
 }
 
 impl Vrrp {
@@ -60,6 +102,7 @@ impl Vrrp {
         let mut vrrp = Vrrp {
             instances: Vec::new(),
             health: Arc::default(),
+            view: View::default(),
         };
         for config in instances {
             match instance::spawn(config, vrrp.health.clone()) {
@@ -70,28 +113,23 @@ impl Vrrp {
                 }
             }
         }
+        vrrp.view.publish(&vrrp.instances);
         Ok(vrrp)
     }
 
+    /// A view of the instances for other tasks.
+    pub fn view(&self) -> View {
+        self.view.clone()
+    }
+
     pub fn status(&self) -> Vec<VrrpStatus> {
-        self.instances.iter().map(|h| h.shared.status()).collect()
+        self.view.status()
     }
 
     /// Per instance: adverts sent/received, discards per reason (name,
     /// count), for metrics.
     pub fn counters(&self) -> Vec<InstanceCounters> {
-        self.instances
-            .iter()
-            .map(|h| {
-                let status = h.shared.status();
-                InstanceCounters {
-                    name: status.name,
-                    adverts_sent: status.adverts_sent,
-                    adverts_received: status.adverts_received,
-                    discards: h.shared.discards(),
-                }
-            })
-            .collect()
+        self.view.counters()
     }
 
     /// Track input: virtual server `name` has at least one healthy
@@ -151,11 +189,13 @@ impl Vrrp {
                 }
             }
         }
+        self.view.publish(&self.instances);
         first_error.map_or(Ok(()), Err)
     }
 
     /// Graceful stop: masters send priority 0 and remove their addresses.
     pub async fn shutdown(self) {
+        self.view.publish(&[]);
         let stops = self.instances.into_iter().map(|h| h.stop(STOP_TIMEOUT));
         futures_join_all(stops).await;
     }
