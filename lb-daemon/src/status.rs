@@ -149,7 +149,9 @@ pub enum VrrpState {
 impl VrrpState {
     pub const ALL: [Self; 4] = [Self::Initialize, Self::Backup, Self::Master, Self::Fault];
 
-    /// Lower-case name, as in metrics labels and notify arguments.
+    /// Lower-case name, as in metrics labels and the JSON status (the
+    /// notify command gets keepalived's upper-case names, see
+    /// `vrrp::notify`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initialize => "initialize",

@@ -10,7 +10,9 @@
 mod support;
 
 use std::{
+    fs,
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::Path,
     thread::JoinHandle,
     time::Duration,
 };
@@ -26,13 +28,16 @@ use lb_daemon::{
 };
 use lb_lab::{Netns, Topology, TopologyOptions, unique_prefix, wait_until};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::require_root;
+use support::{daemon::TempDir, require_root};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The second link between lb-a and lb-b.
+const SIDE_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const SIDE_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn instance(name: &str, vrid: u8, vip: Ipv4Addr) -> VrrpInstance {
+fn instance(name: &str, vrid: u8, vip: Ipv4Addr, notify: &Path) -> VrrpInstance {
     VrrpInstance {
         name: name.into(),
         interface: "eth0".into(),
@@ -44,11 +49,17 @@ fn instance(name: &str, vrid: u8, vip: Ipv4Addr) -> VrrpInstance {
         preempt_delay: Duration::ZERO,
         virtual_addresses: vec![IpNet::new(vip.into(), 24).unwrap()],
         unicast_peers: Vec::new(),
-        notify: None,
-        track: vec![Track::VirtualServer {
-            name: "web".into(),
-            weight: -60,
-        }],
+        notify: Some(notify.to_owned()),
+        track: vec![
+            Track::VirtualServer {
+                name: "web".into(),
+                weight: -60,
+            },
+            Track::Interface {
+                name: "eth1".into(),
+                weight: -30,
+            },
+        ],
     }
 }
 
@@ -152,9 +163,13 @@ impl Drop for InProcess {
 
 /// An IPv4 packet of protocol 112 from `src` to the VRRP group with `ttl`.
 fn ipv4(src: Ipv4Addr, ttl: u8, message: &[u8]) -> Vec<u8> {
+    ipv4_to(src, GROUP, ttl, message)
+}
+
+fn ipv4_to(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, message: &[u8]) -> Vec<u8> {
     let mut packet = vec![0x45, 0xc0, 0, 0, 0, 0, 0, 0, ttl, packet::PROTOCOL, 0, 0];
     packet.extend_from_slice(&src.octets());
-    packet.extend_from_slice(&GROUP.octets());
+    packet.extend_from_slice(&dst.octets());
     packet.extend_from_slice(message);
     let len = packet.len() as u16;
     packet[2..4].copy_from_slice(&len.to_be_bytes());
@@ -163,6 +178,11 @@ fn ipv4(src: Ipv4Addr, ttl: u8, message: &[u8]) -> Vec<u8> {
 
 /// Sends `packets` out of `eth0` of `ns`, 10 ms apart (a bounded burst).
 fn inject(ns: &Netns, packets: &[Vec<u8>]) {
+    inject_to(ns, "eth0", GROUP, packets);
+}
+
+/// Sends `packets` out of `interface` of `ns` to `dst`, 10 ms apart.
+fn inject_to(ns: &Netns, interface: &str, dst: Ipv4Addr, packets: &[Vec<u8>]) {
     ns.enter(|| {
         let socket = Socket::new(
             Domain::IPV4,
@@ -171,8 +191,8 @@ fn inject(ns: &Netns, packets: &[Vec<u8>]) {
         )
         .unwrap();
         socket.set_header_included_v4(true).unwrap();
-        socket.bind_device(Some(b"eth0")).unwrap();
-        let to = SocketAddr::V4(SocketAddrV4::new(GROUP, 0)).into();
+        socket.bind_device(Some(interface.as_bytes())).unwrap();
+        let to = SocketAddr::V4(SocketAddrV4::new(dst, 0)).into();
         for packet in packets {
             socket.send_to(packet, &to).unwrap();
             std::thread::sleep(Duration::from_millis(10));
@@ -196,7 +216,27 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     let lab = Topology::create(&options).expect("create lab");
     let (a, b) = (lab.lb_a(), lab.lb_b().unwrap());
     let peer = b.ipv4();
-    let vrrp = InProcess::start(a.ns(), vec![instance("VI_1", 51, VIP)]);
+    // A second link between the two, which the instance must ignore
+    // (and tracks: down lowers the priority by 30).
+    lb_lab::veth(a.ns(), "eth1", b.ns(), "eth1").unwrap();
+    let side = [(a.ns(), SIDE_A), (b.ns(), SIDE_B)];
+    for (ns, address) in side {
+        lb_lab::link::add_address(ns, "eth1", address.into(), 24).unwrap();
+        lb_lab::link::set_up(ns, "eth1").unwrap();
+    }
+    for (ns, _) in side {
+        lb_lab::link::wait_up(ns, "eth1", TIMEOUT).unwrap();
+    }
+    let dir = TempDir::new("vrrp-discards");
+    let notify = dir.0.join("notify.sh");
+    let notified = dir.0.join("notified");
+    fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", notified.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let vrrp = InProcess::start(a.ns(), vec![instance("VI_1", 51, VIP, &notify)]);
 
     // Alone on the segment it becomes master after Master_Down_Interval.
     let master = vrrp.wait("master", |s| s.state == VrrpState::Master);
@@ -269,6 +309,26 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     assert_eq!(status.adverts_discarded, ROUNDS * cases.len() as u64);
     assert!(status.adverts_sent > 0);
 
+    // A well-formed advert of priority 200 on another interface is not
+    // for this instance (it listens on eth0 only).
+    let elsewhere: Vec<Vec<u8>> = (0..5)
+        .map(|_| {
+            let message = packet::encode(&good, SIDE_B.into(), SIDE_A.into()).unwrap();
+            ipv4_to(SIDE_B, SIDE_A, 255, &message)
+        })
+        .collect();
+    inject_to(b.ns(), "eth1", SIDE_A, &elsewhere);
+    std::thread::sleep(Duration::from_millis(200));
+    let status = vrrp.status("VI_1");
+    assert_eq!(status.state, VrrpState::Master, "{status:#?}");
+    assert_eq!(status.adverts_received, 0);
+
+    // Tracking: the tracked interface going down lowers the priority.
+    a.ns().ip(&["link", "set", "eth1", "down"]).unwrap();
+    vrrp.wait("priority 120", |s| s.effective_priority == 120);
+    a.ns().ip(&["link", "set", "eth1", "up"]).unwrap();
+    vrrp.wait("priority 150", |s| s.effective_priority == 150);
+
     // Tracking through the API: no healthy backend lowers the priority.
     vrrp.commands.send(Command::Healthy("web", false)).unwrap();
     vrrp.wait("priority 90", |s| s.effective_priority == 90);
@@ -278,12 +338,16 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     // Reload: the unchanged instance is untouched, a new one starts.
     let (tx, rx) = std::sync::mpsc::channel();
     let both = vec![
-        instance("VI_1", 51, VIP),
-        instance("VI_2", 52, Ipv4Addr::new(192, 0, 2, 102)),
+        instance("VI_1", 51, VIP, &notify),
+        instance("VI_2", 52, Ipv4Addr::new(192, 0, 2, 102), &notify),
     ];
     vrrp.commands.send(Command::Reload(both, tx)).unwrap();
     assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), "Ok(())");
     assert_eq!(vrrp.snapshot().0.len(), 2);
+    wait_until(TIMEOUT, "VI_2 master", || {
+        Ok((vrrp.status("VI_2").state == VrrpState::Master).then_some(()))
+    })
+    .unwrap();
     let unchanged = vrrp.status("VI_1");
     assert_eq!(unchanged.transitions, status.transitions);
     assert_eq!(unchanged.state, VrrpState::Master);
@@ -302,4 +366,18 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     })
     .unwrap();
     vrrp.stop();
+
+    // The notify command ran on every transition, keepalived-style.
+    let lines = wait_until(TIMEOUT, "notify lines", || {
+        let text = fs::read_to_string(&notified).unwrap_or_default();
+        Ok(text.contains("VI_1 INITIALIZE").then_some(text))
+    })
+    .unwrap();
+    let vi_1: Vec<&str> = lines.lines().filter(|l| l.starts_with("VI_1 ")).collect();
+    assert_eq!(
+        vi_1[..3],
+        ["VI_1 BACKUP", "VI_1 MASTER", "VI_1 BACKUP"],
+        "{lines}"
+    );
+    assert!(lines.contains("VI_2 MASTER"), "{lines}");
 }

@@ -289,8 +289,10 @@ impl Instance {
                 Input::Datagram(Ok(datagram)) => self.receive(&buffer, datagram).await,
                 Input::Datagram(Err(error)) => {
                     tracing::debug!(instance = self.config.name, %error, "receive");
-                    // Bounded: a socket that keeps failing cannot spin.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if error.kind() != std::io::ErrorKind::InvalidData {
+                        // Bounded: a socket that keeps failing cannot spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 Input::Script(index, failed) => {
                     if let Some(slot) = self.script_failures.get_mut(index) {
