@@ -370,7 +370,8 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     // The notify command ran on every transition, keepalived-style.
     let lines = wait_until(TIMEOUT, "notify lines", || {
         let text = fs::read_to_string(&notified).unwrap_or_default();
-        Ok(text.contains("VI_1 INITIALIZE").then_some(text))
+        let done = text.contains("VI_1 INITIALIZE") && text.contains("VI_2 INITIALIZE");
+        Ok(done.then_some(text))
     })
     .unwrap();
     let vi_1: Vec<&str> = lines.lines().filter(|l| l.starts_with("VI_1 ")).collect();
