@@ -16,7 +16,7 @@ mod support;
 
 use std::{
     fs,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     path::Path,
     process::{Command, Stdio},
     sync::{
@@ -28,7 +28,9 @@ use std::{
 };
 
 use lb_daemon::vrrp::addresses;
-use lb_lab::{Netns, NsChild, Topology, TopologyOptions, unique_prefix, wait_until};
+use lb_lab::{
+    Netns, NsChild, Topology, TopologyOptions, link::neighbour, unique_prefix, wait_until,
+};
 use support::{
     daemon::{Daemon, TempDir},
     require_root,
@@ -374,6 +376,32 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
         },
     )));
 
+    // The client learns the VIP's MAC (the high node's) ...
+    let client = lab.client().ns();
+    let (mac_high, mac_low) = (lab.lb_a().mac(), lab.lb_b().unwrap().mac());
+    check(std::panic::catch_unwind(|| {
+        wait_until(
+            Duration::from_secs(3),
+            "the client to resolve the VIP",
+            || {
+                client.enter(|| {
+                    let socket = UdpSocket::bind(SocketAddr::new(
+                        if setup.v6 {
+                            Ipv6Addr::UNSPECIFIED.into()
+                        } else {
+                            Ipv4Addr::UNSPECIFIED.into()
+                        },
+                        0,
+                    ))?;
+                    socket.send_to(b"x", SocketAddr::new(vip, 9))
+                })?;
+                std::thread::sleep(Duration::from_millis(20));
+                Ok((neighbour(client, vip)? == Some(mac_high)).then_some(()))
+            },
+        )
+        .unwrap();
+    }));
+
     // 2. kill -9 of the master, spread over the advert cycle, `rounds`
     // times. A killed router leaves its addresses behind; while it is
     // dead they do not count (the machine is "gone").
@@ -409,6 +437,19 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
                 );
             },
         )));
+
+        if round == 0 {
+            // ... and the gratuitous ARP / unsolicited NA of the new master
+            // moves it.
+            check(std::panic::catch_unwind(|| {
+                wait_until(
+                    Duration::from_secs(2),
+                    "the client's neighbour entry to move",
+                    || Ok((neighbour(client, vip)? == Some(mac_low)).then_some(())),
+                )
+                .unwrap();
+            }));
+        }
 
         watch_high = Watch::start(a, vip);
         alive_since = Instant::now();
