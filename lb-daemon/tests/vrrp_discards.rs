@@ -365,6 +365,14 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
         .then_some(()))
     })
     .unwrap();
+
+    // Its own interface down: Fault, as keepalived; back up: it starts over.
+    let before = vrrp.status("VI_1").transitions;
+    a.ns().ip(&["link", "set", "eth0", "down"]).unwrap();
+    let fault = vrrp.wait("fault", |s| s.state == VrrpState::Fault);
+    assert_eq!(fault.transitions.fault, before.fault + 1);
+    a.ns().ip(&["link", "set", "eth0", "up"]).unwrap();
+    vrrp.wait("master again", |s| s.state == VrrpState::Master);
     vrrp.stop();
 
     // The notify command ran on every transition, keepalived-style.

@@ -326,6 +326,61 @@ mod tests {
         assert_eq!(check(&claim, &owned), Err(Discard::OwnerClaim));
     }
 
+    /// A fuzz loop without a fuzzer: random and mutated adverts through
+    /// validation never panic, and only well-formed ones pass.
+    #[test]
+    fn random_input_is_discarded_never_a_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds: Vec<Vec<u8>> = crate::vrrp::packet::tests::keepalived()
+            .into_iter()
+            .map(|(bytes, ..)| bytes)
+            .collect();
+        let mut passed = 0;
+        for round in 0..100_000 {
+            let mut bytes = if round % 2 == 0 {
+                let len = (next() % 64) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                let mut seed = seeds[(next() % seeds.len() as u64) as usize].clone();
+                for _ in 0..=next() % 3 {
+                    let at = (next() % seed.len() as u64) as usize;
+                    seed[at] = next() as u8;
+                }
+                seed
+            };
+            if round % 7 == 0 {
+                bytes.truncate((next() % 40) as usize);
+            }
+            let (src, dst) = if next() % 2 == 0 {
+                (ip("192.0.2.3"), ip("224.0.0.18"))
+            } else {
+                (ip("fe80::7d:c4ff:fe9e:26f1"), ip("ff02::12"))
+            };
+            let received = Received {
+                message: &bytes,
+                src,
+                dst,
+                ttl: if next() % 4 == 0 { next() as u8 } else { 255 },
+                ifindex: 2,
+            };
+            if let Ok(advert) = validate(&received, &expect()) {
+                // Whatever passes is a consistent advert for this router.
+                assert_eq!(advert.vrid, 51);
+                assert_eq!(advert.addresses.len(), 2);
+                passed += 1;
+            }
+        }
+        // Random bytes virtually never carry a valid checksum for VRID 51
+        // with the two configured addresses.
+        assert!(passed < 10, "{passed} random adverts passed");
+    }
+
     #[test]
     fn discard_names_are_distinct_and_indexed() {
         for (i, discard) in Discard::ALL.iter().enumerate() {
