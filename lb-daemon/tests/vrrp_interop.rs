@@ -63,6 +63,8 @@ struct Setup {
     version: u8,
     interval: Duration,
     v6: bool,
+    /// Adverts to the peer's address instead of the multicast group.
+    unicast: bool,
 }
 
 impl Setup {
@@ -92,11 +94,18 @@ impl Setup {
         self.interval * 3 + self.skew(priority)
     }
 
-    fn ours(&self, priority: u8) -> String {
+    /// `lb-daemon run`'s config; `peer`: the other node's address, used
+    /// when the setup is unicast.
+    fn ours(&self, priority: u8, peer: IpAddr) -> String {
+        let peers = if self.unicast {
+            format!("unicast_peers = [\"{peer}\"]\n")
+        } else {
+            String::new()
+        };
         format!(
             "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 51\n\
              version = {}\npriority = {priority}\nadvert_interval = \"{}ms\"\n\
-             virtual_addresses = [\"{}/{}\"]\n",
+             virtual_addresses = [\"{}/{}\"]\n{peers}",
             self.version,
             self.interval.as_millis(),
             self.vip(),
@@ -104,12 +113,17 @@ impl Setup {
         )
     }
 
-    fn keepalived(&self, priority: u8) -> String {
+    fn keepalived(&self, priority: u8, peer: IpAddr) -> String {
         let interval = self.interval.as_secs_f64();
+        let peers = if self.unicast {
+            format!("  unicast_peer {{\n    {peer}\n  }}\n")
+        } else {
+            String::new()
+        };
         format!(
             "global_defs {{\n  vrrp_version {}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  \
              interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int {interval}\n  \
-             virtual_ipaddress {{\n    {}/{}\n  }}\n}}\n",
+             virtual_ipaddress {{\n    {}/{}\n  }}\n{peers}}}\n",
             self.version,
             self.vip(),
             self.prefix_len()
@@ -132,12 +146,19 @@ enum Process {
 }
 
 impl Node {
-    fn start(kind: Kind, ns: &Netns, dir: &Path, name: &str, setup: &Setup, priority: u8) -> Node {
+    fn start(
+        kind: Kind,
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        setup: &Setup,
+        (priority, peer): (u8, IpAddr),
+    ) -> Node {
         let process = match kind {
-            Kind::Ours => Process::Ours(Daemon::start(ns, dir, name, &setup.ours(priority))),
+            Kind::Ours => Process::Ours(Daemon::start(ns, dir, name, &setup.ours(priority, peer))),
             Kind::Keepalived => {
                 let config = dir.join(format!("{name}.conf"));
-                fs::write(&config, setup.keepalived(priority)).unwrap();
+                fs::write(&config, setup.keepalived(priority, peer)).unwrap();
                 let log = fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -336,17 +357,22 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
     let vip = setup.vip();
     let margin = Duration::from_millis(100).max(setup.interval / 2);
     let label = format!(
-        "v{} {} {:?}: high={high_kind:?} low={low_kind:?}",
+        "v{} {}{} {:?}: high={high_kind:?} low={low_kind:?}",
         setup.version,
         if setup.v6 { "IPv6" } else { "IPv4" },
+        if setup.unicast { " unicast" } else { "" },
         setup.interval
     );
 
     let watch_low = Watch::start(b, vip);
     let mut alive_since = Instant::now();
     let mut watch_high = Watch::start(a, vip);
-    let low = Node::start(low_kind, b, &dir.0, "low", &setup, LOW);
-    let mut high = Node::start(high_kind, a, &dir.0, "high", &setup, HIGH);
+    let (addr_a, addr_b) = (
+        lab.lb_a().addr_like(vip),
+        lab.lb_b().unwrap().addr_like(vip),
+    );
+    let low = Node::start(low_kind, b, &dir.0, "low", &setup, (LOW, addr_a));
+    let mut high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_b));
     let startup = setup.master_down(LOW) + Duration::from_secs(3);
     let log = |dir: &Path| {
         ["high", "low"]
@@ -453,7 +479,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
 
         watch_high = Watch::start(a, vip);
         alive_since = Instant::now();
-        high = Node::start(high_kind, a, &dir.0, "high", &setup, HIGH);
+        high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_b));
         check(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
             || {
                 preempts.push(watch_high.wait_appeared(alive_since, startup, "preemption back"));
@@ -552,6 +578,7 @@ const V3_100MS: Setup = Setup {
     version: 3,
     interval: Duration::from_millis(100),
     v6: false,
+    unicast: false,
 };
 
 #[test]
@@ -587,6 +614,7 @@ const V2_1S: Setup = Setup {
     version: 2,
     interval: Duration::from_secs(1),
     v6: false,
+    unicast: false,
 };
 
 #[test]
@@ -608,6 +636,7 @@ const V3_IPV6_100MS: Setup = Setup {
     version: 3,
     interval: Duration::from_millis(100),
     v6: true,
+    unicast: false,
 };
 
 #[test]
@@ -632,4 +661,21 @@ fn keepalived_is_installed() {
     let text = String::from_utf8_lossy(&output.stderr).into_owned()
         + &String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("Keepalived v"), "{text}");
+}
+
+const V3_UNICAST_100MS: Setup = Setup {
+    version: 3,
+    interval: Duration::from_millis(100),
+    v6: false,
+    unicast: true,
+};
+
+#[test]
+fn v3_unicast_100ms_keepalived_master_ours_backup() {
+    scenario("unko", V3_UNICAST_100MS, Kind::Keepalived, Kind::Ours);
+}
+
+#[test]
+fn v3_unicast_100ms_ours_master_keepalived_backup() {
+    scenario("unok", V3_UNICAST_100MS, Kind::Ours, Kind::Keepalived);
 }
