@@ -70,6 +70,11 @@ impl HttpBackend {
         self.server.accepted()
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.server.open()
+    }
+
     /// Stops the server now (as a crashed backend would: new connections
     /// are refused, open ones are closed). Dropping it does the same.
     pub fn stop(&mut self) {

@@ -457,7 +457,7 @@ impl Lab {
             text,
             "try:\n  ip netns exec {prefix}-client curl -s http://{}/\n  \
              ip netns exec {prefix}-lb-a {} status\n\
-             remove: cargo xtask lab down{}",
+             remove: cargo xtask lab down{}\n",
             self.vip,
             self.options.lb_daemon.display(),
             if prefix == lb_lab::LAB_PREFIX {

@@ -39,6 +39,8 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            // Plain logs: tests search them.
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(file);
         let child = ns.spawn(command).expect("start lb-daemon");

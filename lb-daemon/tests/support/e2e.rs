@@ -9,9 +9,12 @@
 use std::{
     collections::BTreeMap,
     fs,
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream},
     time::Duration,
 };
+
+use lb_daemon::status::Status;
 
 use lb_lab::{
     BalancerConfig, Host, HttpBackend, Topology, TopologyOptions, unique_prefix, wait_http,
@@ -162,6 +165,56 @@ impl E2e {
             .iter()
             .map(|be| be.name().to_owned())
             .collect()
+    }
+}
+
+impl E2e {
+    /// One request to the admin API of `balancer` (from inside its
+    /// namespace); returns the status code and body.
+    pub fn admin(&self, balancer: &str, method: &str, path: &str) -> (u16, String) {
+        let admin: SocketAddr = ADMIN.parse().unwrap();
+        let answer = self
+            .balancer(balancer)
+            .ns()
+            .enter(|| -> std::io::Result<String> {
+                let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(2))?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                // HTTP/1.0: no chunks, the answer ends with the connection.
+                write!(
+                    stream,
+                    "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n"
+                )?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer)?;
+                Ok(answer)
+            })
+            .unwrap_or_else(|e| panic!("{method} {path} on {balancer}: {e}\n{}", self.logs()));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer:?}"));
+        (code, body.to_owned())
+    }
+
+    /// `GET /api/v1/status` of `balancer`.
+    pub fn status(&self, balancer: &str) -> Status {
+        let (code, body) = self.admin(balancer, "GET", "/api/v1/status");
+        assert_eq!(code, 200, "status: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("status JSON: {e}: {body}"))
+    }
+
+    /// The VRRP state of `balancer`'s first instance, from its log
+    /// (works also while the admin API is busy or the daemon is gone).
+    pub fn vrrp_state_logged(&self, balancer: &str) -> Option<String> {
+        let log = self.daemon(balancer).log_text();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("VRRP state change"))?;
+        let to = line.split("to=").nth(1)?;
+        Some(to.split_whitespace().next()?.trim_matches('"').to_owned())
     }
 }
 
