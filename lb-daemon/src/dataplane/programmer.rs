@@ -90,13 +90,35 @@ pub struct Programmer<M> {
     /// Backend ids are reused as late as possible (FIFO), id 0 never.
     free_backend_ids: VecDeque<u32>,
     /// What each ring in the kernel holds, by ring id, to write only the
-    /// slots that change. Rings not in here hold zeros in fresh maps, or
-    /// are unknown in adopted ones.
-    rings: HashMap<u32, Vec<u32>>,
-    /// Filler of rings not in `rings`: 0, or [`UNKNOWN_SLOT`] after adoption.
-    unwritten_slot: u32,
+    /// slots that change. Rings not in here hold `unwritten`.
+    rings: HashMap<u32, Ring>,
+    /// What rings never written hold: zeros in fresh maps, unknown in
+    /// adopted ones.
+    unwritten: Ring,
     /// What each `VIP_FILTER` slot holds (absent: 0).
     filter: HashMap<u32, u32>,
+}
+
+/// What a ring in the kernel holds, as far as the programmer knows. A
+/// written ring is remembered by the Maglev members it was built from, not
+/// by its slots: the table is built again when it is needed (Maglev is
+/// deterministic), so memory does not grow with rings × slots.
+#[derive(Clone, Debug, PartialEq)]
+enum Ring {
+    Zeros,
+    /// Every slot gets written next time.
+    Unknown,
+    Built(Vec<maglev::Member>),
+}
+
+impl Ring {
+    fn table(&self, size: u32) -> Vec<u32> {
+        match self {
+            Self::Zeros => vec![0; size as usize],
+            Self::Unknown => vec![UNKNOWN_SLOT; size as usize],
+            Self::Built(members) => maglev::build(members, size),
+        }
+    }
 }
 
 /// Stands for a slot whose content is unknown: differs from every backend
@@ -112,7 +134,7 @@ impl<M: MapWriter> Programmer<M> {
             free_vip_indices: (0..capacity.max_vips).collect(),
             free_backend_ids: (1..capacity.max_backends).collect(),
             rings: HashMap::new(),
-            unwritten_slot: 0,
+            unwritten: Ring::Zeros,
             filter: HashMap::new(),
         }
     }
@@ -126,7 +148,7 @@ impl<M: MapWriter> Programmer<M> {
     /// `capacity` are left out (the next `set` or `remove` rewrites them).
     pub fn adopt(maps: M, capacity: Capacity, contents: &Contents) -> Self {
         let mut programmer = Self::new(maps, capacity);
-        programmer.unwritten_slot = UNKNOWN_SLOT;
+        programmer.unwritten = Ring::Unknown;
         for (key, meta) in &contents.vips {
             let Some(id) = vip_id(key) else { continue };
             let index = meta.vip_index;
@@ -216,7 +238,7 @@ impl<M: MapWriter> Programmer<M> {
             free_backend_ids,
             rings,
             capacity,
-            unwritten_slot,
+            unwritten,
             ..
         } = self;
         let vip = vips
@@ -259,13 +281,20 @@ impl<M: MapWriter> Programmer<M> {
                 weight: b.weight,
             })
             .collect();
-        let table = maglev::build(&members, capacity.ring_size);
         let next = 1 - vip.active;
         let ring_id = 2 * vip.index + next;
-        let current = rings
-            .entry(ring_id)
-            .or_insert_with(|| vec![*unwritten_slot; capacity.ring_size as usize]);
-        write_ring(maps, current, ring_id * capacity.ring_size, table)?;
+        let wanted = Ring::Built(members);
+        let current = rings.get(&ring_id).unwrap_or(unwritten);
+        if *current != wanted {
+            let size = capacity.ring_size;
+            let (old, new) = (current.table(size), wanted.table(size));
+            let base = ring_id * size;
+            let slots: Vec<(u32, u32)> = changed_slots(&old, &new)
+                .map(|(slot, id)| (base + slot, id))
+                .collect();
+            maps.set_ring_slots(&slots)?;
+            rings.insert(ring_id, wanted);
+        }
         maps.set_vip(
             vip_key(&spec.id, VIP_KIND_PORT),
             meta(vip.index, ring_id, &spec),
@@ -311,12 +340,12 @@ impl<M: MapWriter> Programmer<M> {
         self.vips.get(id)?.backends.get(address).map(|(b, _)| *b)
     }
 
-    /// The VIP's active ring: backend ids by slot.
-    pub fn ring(&self, id: &VipId) -> Option<&[u32]> {
+    /// The VIP's active ring: backend ids by slot (built again from its
+    /// members).
+    pub fn ring(&self, id: &VipId) -> Option<Vec<u32>> {
         let vip = self.vips.get(id)?;
-        self.rings
-            .get(&(2 * vip.index + vip.active))
-            .map(Vec::as_slice)
+        let ring = self.rings.get(&(2 * vip.index + vip.active))?;
+        Some(ring.table(self.capacity.ring_size))
     }
 
     /// The `VIP_FILTER` flags of `slot` for the virtual servers in `vips`.
@@ -386,24 +415,13 @@ fn check(spec: &VipSpec, backends: &[BackendSpec]) -> Result<()> {
     Ok(())
 }
 
-/// Writes `table` over the ring at slot `base` that holds `current`,
-/// only the slots that differ.
-fn write_ring(
-    maps: &mut impl MapWriter,
-    current: &mut Vec<u32>,
-    base: u32,
-    table: Vec<u32>,
-) -> Result<()> {
-    let changes: Vec<(u32, u32)> = table
-        .iter()
-        .zip(current.iter())
+/// `(slot, new id)` where `new` differs from `old`.
+fn changed_slots<'a>(old: &'a [u32], new: &'a [u32]) -> impl Iterator<Item = (u32, u32)> + 'a {
+    old.iter()
+        .zip(new)
         .enumerate()
-        .filter(|(_, (new, old))| new != old)
-        .map(|(slot, (new, _))| (base + slot as u32, *new))
-        .collect();
-    maps.set_ring_slots(&changes)?;
-    *current = table;
-    Ok(())
+        .filter(|(_, (old, new))| old != new)
+        .map(|(slot, (_, new))| (slot as u32, *new))
 }
 
 /// The virtual server of a VIP entry; `None` for fragment entries.
@@ -583,7 +601,7 @@ mod tests {
         .unwrap();
         let ring = kernel_ring(&p, &spec);
         assert!(ring.iter().all(|id| *id != 0));
-        assert_eq!(Some(ring.as_slice()), p.ring(&spec.id));
+        assert_eq!(Some(ring.clone()), p.ring(&spec.id));
         for id in ring {
             let b = p.maps().backends[&id];
             assert_eq!(b.flags & BACKEND_FLAG_UP, BACKEND_FLAG_UP);
