@@ -115,18 +115,6 @@ pub fn solicit(ifindex: u32, address: IpAddr) -> io::Result<()> {
     Socket::open()?.execute(request)
 }
 
-/// The Ethernet next hop towards `destination`: its route and the MAC
-/// address of the next hop when the kernel knows it. An unknown or stale
-/// entry is solicited, so a later call finds it.
-pub fn next_hop(destination: IpAddr) -> io::Result<(Route, Option<[u8; 6]>)> {
-    let route = route(destination)?;
-    let neighbour = lookup(route.ifindex, route.next_hop)?;
-    if neighbour.is_none_or(|n| n.stale) {
-        solicit(route.ifindex, route.next_hop)?;
-    }
-    Ok((route, neighbour.map(|n| n.mac)))
-}
-
 /// `struct ndmsg`.
 fn ndmsg(address: IpAddr, ifindex: u32, state: u16, flags: u8) -> [u8; 12] {
     let mut header = [0u8; 12];

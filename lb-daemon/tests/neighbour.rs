@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use lb_daemon::neighbour::{self, Route};
+use lb_daemon::{
+    daemon::next_hops::NextHops,
+    neighbour::{self, Route},
+};
 use lb_lab::{Netns, link, unique_prefix, wait_until};
 
 #[test]
@@ -31,6 +34,12 @@ fn next_hop_is_solicited_then_found_directly_and_behind_a_gateway() {
     let eth0 = link::ifindex(&a, "eth0").unwrap();
 
     a.enter(|| {
+        let mut hops = NextHops::default();
+        let mut resolve = |destination: IpAddr| {
+            hops.resolve([destination], std::time::Instant::now())
+                .remove(&destination)
+                .unwrap()
+        };
         let cases: [(IpAddr, IpAddr); 4] = [
             (b4.into(), b4.into()),
             (Ipv4Addr::new(198, 51, 100, 7).into(), b4.into()),
@@ -47,14 +56,15 @@ fn next_hop_is_solicited_then_found_directly_and_behind_a_gateway() {
                 }
             );
             let mac = wait_until(Duration::from_secs(3), "the next hop's MAC", || {
-                Ok(neighbour::next_hop(destination)?.1)
+                Ok(resolve(destination).ok().map(|(_, mac)| mac))
             })
             .unwrap_or_else(|e| panic!("{destination} never resolved: {e:#}"));
             assert_eq!(mac, b_mac, "{destination}");
         }
         // Nothing answers for an unused address: no entry, no error.
         let silent = IpAddr::from(Ipv4Addr::new(10, 9, 0, 77));
-        assert_eq!(neighbour::next_hop(silent).unwrap().1, None);
+        let unresolved = resolve(silent).unwrap_err();
+        assert!(unresolved.contains("not resolved"), "{unresolved}");
         assert!(neighbour::route("203.0.113.1".parse().unwrap()).is_err());
     });
 }

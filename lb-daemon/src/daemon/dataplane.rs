@@ -42,8 +42,9 @@ pub struct Dataplane {
 impl Dataplane {
     /// Adopts the balancer attached to one of the interfaces (or pinned
     /// under `pin_path`) with its maps and flow tables, or loads a new one;
-    /// then attaches it wherever it is not attached yet.
-    pub fn start(config: &config::Dataplane) -> Result<Self> {
+    /// then attaches it wherever it is not attached yet. `backends` (the
+    /// config's backend count) sizes the backend slots.
+    pub fn start(config: &config::Dataplane, backends: usize) -> Result<Self> {
         let mut interfaces = Vec::new();
         for name in &config.interfaces {
             let ifindex = attach::ifindex(name)?;
@@ -62,7 +63,7 @@ impl Dataplane {
                 balancer
             }
             None => {
-                let balancer = Balancer::load(&load_options(config))?;
+                let balancer = Balancer::load(&load_options(config, backends))?;
                 info!(
                     program = balancer.id(),
                     verified_instructions = balancer.verified_instructions()?.unwrap_or(0),
@@ -193,11 +194,15 @@ impl Dataplane {
     }
 }
 
-fn load_options(config: &config::Dataplane) -> LoadOptions {
+/// Sizes of a new program. Backend slots: room for twice the configured
+/// backends (a reload replacing every backend needs both sets at once),
+/// and never fewer than the default.
+fn load_options(config: &config::Dataplane, backends: usize) -> LoadOptions {
+    let wanted = u32::try_from(2 * backends + 1).unwrap_or(u32::MAX);
     LoadOptions {
         ring_size: config.maglev_table_size,
         max_vips: config.max_virtual_servers,
-        max_backends: LoadOptions::default().max_backends,
+        max_backends: LoadOptions::default().max_backends.max(wanted),
         flow_table_size: config.flow_table_size,
         tunnel_source_v4: config.tunnel_source_v4.network(),
         tunnel_source_v6: config.tunnel_source_v6.network(),

@@ -9,6 +9,7 @@
 //!   the maps are programmed from (pure).
 //! - [`dataplane`]: the balancer program adopted or loaded, attached,
 //!   detached on a graceful stop.
+//! - [`next_hops`]: backends' Ethernet next hops from the kernel, cached.
 //! - [`state`]: the daemon's state behind one lock, and every change to it.
 //!
 //! Health checks ([`crate::health`]) report to the main loop, which applies
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod backends;
 pub mod dataplane;
+pub mod next_hops;
 pub mod state;
 
 use std::{

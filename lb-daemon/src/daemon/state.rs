@@ -3,9 +3,10 @@
 //! drain, next-hop change) goes through here and reprograms exactly the
 //! virtual servers it touches.
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     net::IpAddr,
     sync::{Mutex, MutexGuard},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
@@ -14,11 +15,11 @@ use tracing::{info, warn};
 use super::{
     backends::{Backends, vip_id},
     dataplane::Dataplane,
+    next_hops::{NextHop, NextHops},
 };
 use crate::{
     admin::ControlError,
     config::{Config, Forwarding, VirtualServer, diff},
-    neighbour,
     status::{BackendStatus, Health, Status, VirtualServerStatus},
 };
 
@@ -26,6 +27,7 @@ struct Inner {
     config: Config,
     backends: Backends,
     dataplane: Option<Dataplane>,
+    next_hops: NextHops,
 }
 
 /// The daemon's state, shared by its tasks.
@@ -40,7 +42,7 @@ impl Shared {
         let dataplane = config
             .dataplane
             .as_ref()
-            .map(Dataplane::start)
+            .map(|d| Dataplane::start(d, config.backend_count()))
             .transpose()?;
         let mut backends = Backends::default();
         backends.sync(&config);
@@ -49,6 +51,7 @@ impl Shared {
                 config,
                 backends,
                 dataplane,
+                next_hops: NextHops::default(),
             }),
         };
         {
@@ -96,7 +99,7 @@ impl Shared {
             inner.dataplane = config
                 .dataplane
                 .as_ref()
-                .map(Dataplane::start)
+                .map(|d| Dataplane::start(d, config.backend_count()))
                 .transpose()?;
         }
         let mut touched: BTreeSet<String> = changes.virtual_servers_added.iter().cloned().collect();
@@ -257,6 +260,7 @@ fn program(inner: &mut Inner, name: &str) -> Result<()> {
         config,
         backends,
         dataplane,
+        ..
     } = inner;
     let (Some(vs), Some(dataplane)) = (config.virtual_server(name), dataplane) else {
         return Ok(());
@@ -290,51 +294,64 @@ fn remove_unconfigured(inner: &mut Inner) -> Result<()> {
 }
 
 /// Resolves every backend's Ethernet next hop; returns the names of the
-/// virtual servers where one changed.
+/// virtual servers where one changed. A change is logged once, with its
+/// reason.
 fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
     let mut changed = BTreeSet::new();
     let Some(dataplane) = &inner.dataplane else {
         return changed;
     };
-    // One lookup per distinct address, even when backends are shared.
-    let mut resolved: HashMap<IpAddr, Option<[u8; 6]>> = HashMap::new();
+    let addresses = inner
+        .config
+        .virtual_servers
+        .iter()
+        .flat_map(|vs| vs.backends.iter().map(|b| b.address));
+    let hops = inner.next_hops.resolve(addresses, Instant::now());
     for vs in &inner.config.virtual_servers {
         for backend in &vs.backends {
-            let mac = *resolved
-                .entry(backend.address)
-                .or_insert_with(|| next_hop_mac(dataplane, vs, backend.address));
-            if let Some(state) = inner.backends.get_mut(&vs.name, backend.address)
-                && state.mac != mac
-            {
-                if mac.is_none() {
-                    warn!(virtual_server = %vs.name, backend = %backend.address, "next hop lost");
-                }
-                state.mac = mac;
-                changed.insert(vs.name.clone());
+            let hop = hops
+                .get(&backend.address)
+                .cloned()
+                .unwrap_or_else(|| Err("not looked up".into()));
+            let mac = usable(dataplane, vs, backend.address, hop);
+            let Some(state) = inner.backends.get_mut(&vs.name, backend.address) else {
+                continue;
+            };
+            if state.mac.map(Ok) == Some(mac.clone()) || (state.mac.is_none() && mac.is_err()) {
+                continue;
             }
+            match &mac {
+                Ok(mac) => {
+                    info!(virtual_server = %vs.name, backend = %backend.address, mac = ?mac, "next hop")
+                }
+                Err(reason) => {
+                    warn!(virtual_server = %vs.name, backend = %backend.address, reason, "no next hop: the backend gets no packets")
+                }
+            }
+            state.mac = mac.ok();
+            changed.insert(vs.name.clone());
         }
     }
     changed
 }
 
-fn next_hop_mac(dataplane: &Dataplane, vs: &VirtualServer, backend: IpAddr) -> Option<[u8; 6]> {
-    match neighbour::next_hop(backend) {
-        Ok((route, mac)) => {
-            if !dataplane.serves(route.ifindex) {
-                warn!(%backend, "the route to this backend leaves through an interface the balancer is not attached to");
-                return None;
-            }
-            if vs.forwarding == Forwarding::Dsr && route.next_hop != backend {
-                warn!(%backend, "dsr needs the backend on the balancer's link, but it is behind a gateway");
-                return None;
-            }
-            mac
-        }
-        Err(error) => {
-            warn!(%backend, %error, "no next hop");
-            None
-        }
+/// The MAC packets to `backend` go to, if the data plane can send them there.
+fn usable(
+    dataplane: &Dataplane,
+    vs: &VirtualServer,
+    backend: IpAddr,
+    hop: NextHop,
+) -> Result<[u8; 6], String> {
+    let (route, mac) = hop?;
+    if !dataplane.serves(route.ifindex) {
+        return Err("the route leaves through an interface the balancer is not attached to".into());
     }
+    if vs.forwarding == Forwarding::Dsr && route.next_hop != backend {
+        return Err(
+            "dsr needs the backend on the balancer's link, but it is behind a gateway".into(),
+        );
+    }
+    Ok(mac)
 }
 
 fn status_of(inner: &Inner) -> Status {
