@@ -679,3 +679,53 @@ fn v3_unicast_100ms_keepalived_master_ours_backup() {
 fn v3_unicast_100ms_ours_master_keepalived_backup() {
     scenario("unok", V3_UNICAST_100MS, Kind::Ours, Kind::Keepalived);
 }
+
+/// SIGHUP: a raised priority takes effect (ours preempts keepalived), an
+/// invalid file is rejected and the instance keeps running as it was.
+#[test]
+fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
+    require_root();
+    let _serial = serial();
+    let setup = V3_100MS;
+    let mut options = TopologyOptions::new(unique_prefix("vrhup"));
+    options.backends = 1;
+    let lab = Topology::create(&options).expect("create lab");
+    let dir = TempDir::new("vrrp-hup");
+    let (a, b) = (lab.lb_a().ns(), lab.lb_b().unwrap().ns());
+    let vip = setup.vip();
+    let peer_of_b = lab.lb_a().addr_like(vip);
+    let peer_of_a = lab.lb_b().unwrap().addr_like(vip);
+    let watch_a = Watch::start(a, vip);
+    let watch_b = Watch::start(b, vip);
+    let _keepalived = Node::start(
+        Kind::Keepalived,
+        a,
+        &dir.0,
+        "keepalived",
+        &setup,
+        (HIGH, peer_of_a),
+    );
+    let ours = Daemon::start(b, &dir.0, "ours", &setup.ours(LOW, peer_of_b));
+    watch_a.wait_state(true, Duration::from_secs(5), "keepalived master");
+    std::thread::sleep(setup.interval * 5);
+    assert!(!watch_b.holds(), "ours holds the VIP as backup");
+
+    fs::write(&ours.config, setup.ours(200, peer_of_b)).unwrap();
+    let reloaded = Instant::now();
+    ours.child.kill(libc::SIGHUP).unwrap();
+    let took = watch_b.wait_appeared(reloaded, Duration::from_secs(5), "ours to preempt");
+    watch_a.wait_state(false, Duration::from_secs(2), "keepalived to step down");
+    println!("SIGHUP with priority 200: master after {:.1} ms", ms(took));
+
+    fs::write(&ours.config, "[[vrrp.instance]]\nname = 3\n").unwrap();
+    ours.child.kill(libc::SIGHUP).unwrap();
+    ours.wait_log("reload rejected", 1, Duration::from_secs(5));
+    std::thread::sleep(setup.interval * 5);
+    assert!(watch_b.holds(), "ours lost the VIP after a rejected reload");
+    assert!(!watch_a.holds());
+    assert!(
+        ours.child.try_wait().unwrap().is_none(),
+        "{}",
+        ours.log_text()
+    );
+}
