@@ -113,10 +113,14 @@ impl Setup {
         )
     }
 
-    fn keepalived(&self, priority: u8, peer: IpAddr) -> String {
+    fn keepalived(&self, priority: u8, own: IpAddr, peer: IpAddr) -> String {
         let interval = self.interval.as_secs_f64();
         let peers = if self.unicast {
-            format!("  unicast_peer {{\n    {peer}\n  }}\n")
+            // keepalived sends IPv6 unicast adverts with hop limit 64 and
+            // skips the check unless told: lb checks 255 (DESIGN.md §5).
+            format!(
+                "  unicast_src_ip {own}\n  unicast_ttl 255\n  unicast_peer {{\n    {peer}\n  }}\n"
+            )
         } else {
             String::new()
         };
@@ -152,13 +156,13 @@ impl Node {
         dir: &Path,
         name: &str,
         setup: &Setup,
-        (priority, peer): (u8, IpAddr),
+        (priority, own, peer): (u8, IpAddr, IpAddr),
     ) -> Node {
         let process = match kind {
             Kind::Ours => Process::Ours(Daemon::start(ns, dir, name, &setup.ours(priority, peer))),
             Kind::Keepalived => {
                 let config = dir.join(format!("{name}.conf"));
-                fs::write(&config, setup.keepalived(priority, peer)).unwrap();
+                fs::write(&config, setup.keepalived(priority, own, peer)).unwrap();
                 let log = fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -371,8 +375,8 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
         lab.lb_a().addr_like(vip),
         lab.lb_b().unwrap().addr_like(vip),
     );
-    let low = Node::start(low_kind, b, &dir.0, "low", &setup, (LOW, addr_a));
-    let mut high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_b));
+    let low = Node::start(low_kind, b, &dir.0, "low", &setup, (LOW, addr_b, addr_a));
+    let mut high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_a, addr_b));
     let startup = setup.master_down(LOW) + Duration::from_secs(3);
     let log = |dir: &Path| {
         ["high", "low"]
@@ -479,7 +483,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
 
         watch_high = Watch::start(a, vip);
         alive_since = Instant::now();
-        high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_b));
+        high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_a, addr_b));
         check(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
             || {
                 preempts.push(watch_high.wait_appeared(alive_since, startup, "preemption back"));
@@ -703,7 +707,7 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
         &dir.0,
         "keepalived",
         &setup,
-        (HIGH, peer_of_a),
+        (HIGH, peer_of_b, peer_of_a),
     );
     let ours = Daemon::start(b, &dir.0, "ours", &setup.ours(LOW, peer_of_b));
     watch_a.wait_state(true, Duration::from_secs(5), "keepalived master");
@@ -728,4 +732,16 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
         "{}",
         ours.log_text()
     );
+}
+
+const V3_IPV6_UNICAST_100MS: Setup = Setup {
+    version: 3,
+    interval: Duration::from_millis(100),
+    v6: true,
+    unicast: true,
+};
+
+#[test]
+fn v3_ipv6_unicast_100ms_keepalived_master_ours_backup() {
+    scenario("u6ko", V3_IPV6_UNICAST_100MS, Kind::Keepalived, Kind::Ours);
 }

@@ -118,14 +118,22 @@ pub fn has(ifindex: u32, address: IpAddr) -> io::Result<bool> {
 
 /// The primary address of `ifindex` adverts are sent from (RFC 5798
 /// §5.1.1.1, §5.1.2.1): IPv4, the first primary address that is not a
-/// virtual address; IPv6, the link-local address.
-pub fn primary(ifindex: u32, v6: bool, virtual_addresses: &[IpNet]) -> io::Result<Option<IpAddr>> {
+/// virtual address; IPv6, the link-local address, or with `global` (unicast
+/// peers that are not link-local) the first other address that is not a
+/// virtual address, as keepalived's `unicast_src_ip` would be.
+pub fn primary(
+    ifindex: u32,
+    v6: bool,
+    virtual_addresses: &[IpNet],
+    global: bool,
+) -> io::Result<Option<IpAddr>> {
     let list = addresses(ifindex, v6)?;
     let is_virtual = |a: &IpAddr| virtual_addresses.iter().any(|net| net.addr() == *a);
+    let link_local = |a: &IpAddr| matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local());
     Ok(if v6 {
         list.iter()
             .map(|(a, _)| *a)
-            .find(|a| matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+            .find(|a| !is_virtual(a) && link_local(a) != global)
     } else {
         list.iter()
             .filter(|(a, secondary)| !secondary && !is_virtual(a))

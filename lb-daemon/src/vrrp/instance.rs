@@ -144,11 +144,20 @@ impl Instance {
     fn new(config: VrrpInstance, health: Arc<HealthMap>) -> anyhow::Result<Instance> {
         let v6 = config.is_ipv6();
         let ifindex = addresses::ifindex(&config.interface)?;
-        let Some(primary) = addresses::primary(ifindex, v6, &config.virtual_addresses)? else {
+        let global = config.unicast_peers.iter().any(|peer| match peer {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => false,
+        });
+        let primary = addresses::primary(ifindex, v6, &config.virtual_addresses, global)?;
+        let Some(primary) = primary else {
             bail!(
                 "interface {} has no {} address to send adverts from",
                 config.interface,
-                if v6 { "IPv6 link-local" } else { "IPv4" }
+                match (v6, global) {
+                    (false, _) => "IPv4",
+                    (true, false) => "IPv6 link-local",
+                    (true, true) => "global IPv6",
+                }
             );
         };
         let multicast = config.unicast_peers.is_empty();
