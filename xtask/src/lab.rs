@@ -340,48 +340,10 @@ impl Lab {
         self.dir.join(format!("{host}.{kind}.log"))
     }
 
-    /// Runs `command` in namespace `ns` through `ip netns exec` (so it
-    /// sees that namespace's /sys), in a process group of its own (a
-    /// Ctrl-C in the terminal does not reach it), output appended to its
-    /// log, and records it.
+    /// Starts `command` detached in `ns` and records it ([`spawn_recorded`]).
     fn spawn(&mut self, host: &str, kind: &str, ns: &str, command: Command) -> Result<()> {
-        let log_path = self.log_path(host, kind);
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut full = Command::new("ip");
-        full.args(["netns", "exec", ns])
-            .arg(command.get_program())
-            .args(command.get_args())
-            .envs(
-                command
-                    .get_envs()
-                    .filter_map(|(key, value)| Some((key, value?))),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        let child = full
-            .spawn()
-            .with_context(|| format!("starting {kind} on {host}"))?;
-        // `ip netns exec` execs the program: the PID stays the same.
-        let (start_time, _) = proc_stat(child.id()).context("the process vanished at once")?;
-        let record = Record {
-            host: host.to_owned(),
-            kind: kind.to_owned(),
-            pid: child.id(),
-            start_time,
-        };
-        let path = self.dir.join(PROCESSES_FILE);
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        std::io::Write::write_all(&mut file, record.line().as_bytes())?;
+        let log = self.log_path(host, kind);
+        let (record, child) = spawn_recorded(&self.dir, host, kind, ns, &command, &log)?;
         self.children
             .retain(|(old, _)| old.host != host || old.kind != kind);
         self.children.push((record, child));
@@ -468,6 +430,57 @@ impl Lab {
         );
         text
     }
+}
+
+/// Runs `command` in namespace `ns` through `ip netns exec` (so it sees
+/// that namespace's /sys), in a process group of its own (a Ctrl-C in the
+/// terminal does not reach it), output appended to `log`, and appends its
+/// record to the lab's process list in `dir`.
+fn spawn_recorded(
+    dir: &Path,
+    host: &str,
+    kind: &str,
+    ns: &str,
+    command: &Command,
+    log: &Path,
+) -> Result<(Record, Child)> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut full = Command::new("ip");
+    full.args(["netns", "exec", ns])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key, value?))),
+        )
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0);
+    let child = full
+        .spawn()
+        .with_context(|| format!("starting {kind} on {host}"))?;
+    // `ip netns exec` execs the program: the PID stays the same.
+    let (start_time, _) = proc_stat(child.id()).context("the process vanished at once")?;
+    let record = Record {
+        host: host.to_owned(),
+        kind: kind.to_owned(),
+        pid: child.id(),
+        start_time,
+    };
+    let path = dir.join(PROCESSES_FILE);
+    let mut list = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    std::io::Write::write_all(&mut list, record.line().as_bytes())?;
+    Ok((record, child))
 }
 
 /// `lab down`: stops the recorded processes, removes the namespaces and
@@ -569,5 +582,57 @@ mod tests {
             start_time: start + 1,
         };
         assert!(!me.alive(), "a different start time is another process");
+    }
+
+    /// The crash case: a lab whose xtask is gone, with a recorded process,
+    /// a process nobody recorded, and a record whose PID now belongs to
+    /// someone else (this test process). `down` stops the first two,
+    /// leaves the third alone and removes everything.
+    #[test]
+    fn down_cleans_up_after_a_crash_and_never_signals_a_reused_pid() {
+        assert!(crate::setup::is_root(), "creates namespaces: run as root");
+        let prefix = lb_lab::unique_prefix("xdn");
+        let mut options = TopologyOptions::new(prefix.as_str());
+        options.backends = 1;
+        options.lb_b = false;
+        let topology = Topology::create(&options).unwrap();
+        let dir = state_dir(&prefix);
+        fs::create_dir_all(&dir).unwrap();
+        let mut sleep = Command::new("sleep");
+        sleep.arg("600");
+        let client = topology.client().ns().name().to_owned();
+        let (recorded, mut child) =
+            spawn_recorded(&dir, "client", "http", &client, &sleep, &dir.join("x.log")).unwrap();
+        let backend = topology.backends()[0].ns().name().to_owned();
+        let (stray, mut stray_child) =
+            spawn_recorded(&dir, "be-1", "http", &backend, &sleep, &dir.join("y.log")).unwrap();
+        // Forget the stray one: only `ip netns pids` can find it now.
+        fs::write(dir.join(PROCESSES_FILE), recorded.line()).unwrap();
+        let (start, _) = proc_stat(std::process::id()).unwrap();
+        let reused = Record {
+            host: "lb-a".to_owned(),
+            kind: "daemon".to_owned(),
+            pid: std::process::id(),
+            start_time: start + 1,
+        };
+        let mut list = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(PROCESSES_FILE))
+            .unwrap();
+        std::io::Write::write_all(&mut list, reused.line().as_bytes()).unwrap();
+        topology.persist();
+
+        let report = down(&prefix).unwrap();
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        assert!(stray_child.wait().unwrap().code().is_none());
+        assert!(!stray.alive());
+        assert!(report.contains("removed 4 namespaces"), "{report}");
+        assert!(!dir.exists());
+        let left: Vec<String> = lb_lab::list_netns()
+            .unwrap()
+            .into_iter()
+            .filter(|name| name.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -304,6 +304,8 @@ struct ViewState {
     /// Last packets each balancer reported for the virtual server.
     balancer_packets: HashMap<String, u64>,
     previous: Option<(Instant, Vec<u64>, Vec<Option<u64>>)>,
+    /// Requests and packets per second of each backend, last measured.
+    rates: Vec<(f64, Option<f64>)>,
 }
 
 impl ViewState {
@@ -327,6 +329,7 @@ impl ViewState {
             packets: HashMap::new(),
             balancer_packets: HashMap::new(),
             previous: None,
+            rates: Vec::new(),
         }
     }
 
@@ -478,22 +481,41 @@ impl ViewState {
                 sessions: counts.sessions_on.iter().filter(|s| *s == name).count(),
             });
         }
-        if let Some((then, requests, packets)) = &self.previous {
-            let seconds = now.duration_since(*then).as_secs_f64().max(0.001);
-            for (index, row) in backends.iter_mut().enumerate() {
-                row.requests_per_second =
-                    row.requests.saturating_sub(requests[index]) as f64 / seconds;
-                row.packets_per_second = match (row.packets, packets[index]) {
-                    (Some(now), Some(before)) => Some(now.saturating_sub(before) as f64 / seconds),
-                    _ => None,
-                };
-            }
+        // Rates over at least half a second (a frame right after a key
+        // would show noise); a shorter interval keeps the last rates.
+        let window = self
+            .previous
+            .as_ref()
+            .map(|(then, ..)| now.duration_since(*then).as_secs_f64());
+        if let (Some(seconds), Some((_, requests, packets))) = (window, &self.previous)
+            && seconds >= 0.5
+        {
+            self.rates = backends
+                .iter()
+                .enumerate()
+                .map(|(index, row)| {
+                    let requests = row.requests.saturating_sub(requests[index]) as f64 / seconds;
+                    let packets = match (row.packets, packets[index]) {
+                        (Some(now), Some(before)) => {
+                            Some(now.saturating_sub(before) as f64 / seconds)
+                        }
+                        _ => None,
+                    };
+                    (requests, packets)
+                })
+                .collect();
         }
-        self.previous = Some((
-            now,
-            backends.iter().map(|b| b.requests).collect(),
-            backends.iter().map(|b| b.packets).collect(),
-        ));
+        if window.is_none_or(|seconds| seconds >= 0.5) {
+            self.previous = Some((
+                now,
+                backends.iter().map(|b| b.requests).collect(),
+                backends.iter().map(|b| b.packets).collect(),
+            ));
+        }
+        for (row, (requests, packets)) in backends.iter_mut().zip(&self.rates) {
+            row.requests_per_second = *requests;
+            row.packets_per_second = *packets;
+        }
         Snapshot {
             title: self.title.clone(),
             elapsed,
