@@ -230,6 +230,9 @@ impl MapWriter for CountingWriter {
         self.slots += black_box(slots).len();
         Ok(())
     }
+    fn set_filter_slot(&mut self, _: u32, _: u32) -> lb_daemon::dataplane::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes a measurement as Criterion lays out its own
