@@ -9,6 +9,7 @@
 //! exactly as on the wire; addresses are byte arrays in wire order.
 #![no_std]
 
+pub mod bench;
 pub mod hash;
 pub mod stats;
 

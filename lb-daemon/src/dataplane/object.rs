@@ -8,3 +8,9 @@ pub static BALANCER: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l
 pub static DECAP: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-decap"));
 /// XDP_PASS only (`lb_pass`): lab bridge ports and benchmark baseline.
 pub static PASS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-pass"));
+
+/// Benchmark programs (not used by the daemon; a few kilobytes): the
+/// packet generator and the counting sink (`lb_trafficgen`, `lb_sink`).
+pub static TRAFFICGEN: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-trafficgen"));
+/// Benchmark baseline: Ethernet MAC swap and XDP_TX (`lb_macswap`).
+pub static MACSWAP: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-macswap"));
