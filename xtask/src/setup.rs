@@ -1,7 +1,7 @@
 //! Provisioning: the nightly `rust-src` component, bpf-linker built against
 //! Debian's LLVM 22, bpffs, and the Debian packages the tests drive
-//! (iproute2, ethtool, keepalived, prometheus). Every step checks first, so a machine
-//! that has everything is done in a second.
+//! (iproute2, ethtool, keepalived, prometheus, nftables). Every step checks
+//! first, so a machine that has everything is done in a second.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -17,6 +17,8 @@ const PACKAGES: &[&str] = &[
     "keepalived",
     // lb-daemon/tests/prometheus.rs scrapes the daemon with a real server.
     "prometheus",
+    // The kernel baseline of the packet-rate benchmark (nftables DNAT).
+    "nftables",
 ];
 
 pub fn run() -> anyhow::Result<()> {
