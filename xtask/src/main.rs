@@ -39,9 +39,15 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Per-packet cost of the data plane (BPF_PROG_TEST_RUN, net of an
-    /// XDP_PASS program measured the same way). Must run as root.
-    Bench,
+    /// Data-plane and control-plane benchmarks: per-packet cost
+    /// (BPF_PROG_TEST_RUN), end-to-end packet rate in network namespaces
+    /// against an XDP baseline and nftables, and Criterion control-plane
+    /// benchmarks; writes bench/results/. Must run as root.
+    Bench {
+        /// A short run: fewer points, shorter measurements.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The lab topology alone (namespaces, balancers, backends), kept
     /// until `lab down`. Must run as root.
     Lab {
@@ -190,7 +196,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse_from(args).command {
         Command::Setup => setup::run(),
         Command::Test { args } => test::run(&args),
-        Command::Bench => bench::run(),
+        Command::Bench { quick } => bench::run(quick),
         Command::Lab { command } => match command {
             LabCommand::Up { lab, lb_daemon } => {
                 run::require_root("cargo xtask lab up")?;
