@@ -112,3 +112,87 @@ pub fn flow_source(endpoints: &Endpoints, flow: u32) -> (Ipv4Addr, u16) {
     src[3] = low as u8;
     (Ipv4Addr::from(src), 1024 + (flow & 0x7fff) as u16)
 }
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    use super::*;
+    use lb_common::bench::offset;
+
+    /// What `lb_trafficgen` does to the template for flow `flow`.
+    fn complete(config: &GenConfig, flow: u32) -> [u8; FRAME_LEN] {
+        let fold = |sum: u32| {
+            let sum = (sum & 0xffff) + (sum >> 16);
+            ((sum & 0xffff) + (sum >> 16)) as u16
+        };
+        let mut frame = config.template;
+        let source_low = 0x8000 + (flow >> 15);
+        let port = 1024 + (flow & 0x7fff);
+        let put = |frame: &mut [u8; FRAME_LEN], at: usize, value: u16| {
+            frame[at..at + 2].copy_from_slice(&value.to_be_bytes());
+        };
+        put(&mut frame, offset::IPV4_SOURCE_LOW, source_low as u16);
+        put(&mut frame, offset::L4_SOURCE_PORT, port as u16);
+        put(
+            &mut frame,
+            offset::IPV4_CHECK,
+            !fold(config.ip_partial + source_low),
+        );
+        let l4 = !fold(config.l4_partial + source_low + port);
+        if frame[ETH + 9] == proto::UDP {
+            put(
+                &mut frame,
+                offset::UDP_CHECK,
+                if l4 == 0 { 0xffff } else { l4 },
+            );
+        } else {
+            put(&mut frame, offset::TCP_CHECK, l4);
+        }
+        frame
+    }
+
+    #[test]
+    fn partial_sums_complete_to_valid_checksums() {
+        let endpoints = Endpoints {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: Ipv4Addr::new(198, 18, 0, 0),
+            dst: Ipv4Addr::new(192, 0, 2, 100),
+            dst_port: 80,
+        };
+        for protocol in [Protocol::Udp, Protocol::Tcp] {
+            let config = config(&endpoints, protocol, 65_536);
+            for flow in [0, 1, 32_767, 32_768, 65_535] {
+                let frame = complete(&config, flow);
+                let packet = SlicedPacket::from_ethernet(&frame).unwrap();
+                let Some(NetSlice::Ipv4(ip)) = &packet.net else {
+                    panic!("not IPv4");
+                };
+                let ip = ip.header().to_header();
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                let (source, port) = flow_source(&endpoints, flow);
+                assert_eq!(ip.source, source.octets());
+                match &packet.transport {
+                    Some(TransportSlice::Udp(udp)) => {
+                        let h = udp.to_header();
+                        assert_eq!(h.source_port, port);
+                        assert_eq!(
+                            h.checksum,
+                            h.calc_checksum_ipv4(&ip, udp.payload()).unwrap()
+                        );
+                    }
+                    Some(TransportSlice::Tcp(tcp)) => {
+                        let h = tcp.to_header();
+                        assert_eq!(h.source_port, port);
+                        assert_eq!(
+                            h.checksum,
+                            h.calc_checksum_ipv4(&ip, tcp.payload()).unwrap()
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+}

@@ -284,3 +284,49 @@ fn nice_step(raw: f64) -> f64 {
         .find(|step| *step >= raw)
         .unwrap_or(10.0 * power)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn reports_ratios_and_draws_every_series() {
+        let mut points = Vec::new();
+        for (dut, mpps) in [
+            (Kind::Balancer, 9.5),
+            (Kind::MacSwap, 10.0),
+            (Kind::Nftables, 2.0),
+        ] {
+            for flows in [1, 65_536] {
+                points.push(Point {
+                    dut,
+                    protocol: Protocol::Udp,
+                    flows,
+                    pps: mpps * 1e6,
+                    offered_pps: mpps * 1e6,
+                    expected_share: 1.0,
+                    seconds: 1.0,
+                });
+            }
+        }
+        let run = Run {
+            cpus: 2,
+            points,
+            kernel: "6.18".into(),
+            verified: vec![],
+            warmup: Duration::from_millis(300),
+            measure: Duration::from_secs(1),
+            rounds: 1,
+        };
+        let json = json(&run);
+        assert_eq!(json["target"]["met"], true);
+        assert!((json["balancer_vs_baseline"][0]["ratio"].as_f64().unwrap() - 0.95).abs() < 1e-9);
+        let md = markdown(&run);
+        assert!(md.contains("| 65536 | 9.50 | 10.00 | 2.00 | 95% |"), "{md}");
+        let svg = svg(&run);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.ends_with("</svg>\n"));
+    }
+}
