@@ -129,6 +129,8 @@ struct Instance {
     /// Last result of each tracked script, by index in `config.track`
     /// (`true`: failing). Scripts count as passing until they have run.
     script_failures: Vec<bool>,
+    /// The last advert could not be sent (logged once until it recovers).
+    send_failing: bool,
 }
 
 /// One input of the task's loop.
@@ -222,6 +224,7 @@ impl Instance {
         );
         Ok(Instance {
             script_failures: vec![false; config.track.len()],
+            send_failing: false,
             config,
             ifindex,
             socket,
@@ -470,14 +473,24 @@ impl Instance {
                     .map_err(Into::into),
                 Err(error) => Err(anyhow::Error::from(error)),
             };
+            // Logged when sending starts or stops failing, not per advert.
             match sent {
-                Ok(()) => self.shared.lock().status.adverts_sent += 1,
-                Err(error) => tracing::warn!(
-                    instance = self.config.name,
-                    %dst,
-                    error = format!("{error:#}"),
-                    "sending advert"
-                ),
+                Ok(()) => {
+                    self.shared.lock().status.adverts_sent += 1;
+                    if std::mem::take(&mut self.send_failing) {
+                        tracing::info!(instance = self.config.name, "sending adverts again");
+                    }
+                }
+                Err(error) if !self.send_failing => {
+                    self.send_failing = true;
+                    tracing::warn!(
+                        instance = self.config.name,
+                        %dst,
+                        error = format!("{error:#}"),
+                        "sending advert failed"
+                    );
+                }
+                Err(_) => {}
             }
         }
     }
