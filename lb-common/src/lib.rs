@@ -55,6 +55,11 @@ pub mod names {
     pub const DECAP_STATS: &str = "DECAP_STATS";
 }
 
+/// `BPF_F_MMAPABLE`: an array userspace maps into its memory. `RINGS` is
+/// one, so that the daemon writes ring slots with plain stores instead of
+/// one system call per slot.
+pub const MAP_F_MMAPABLE: u32 = 1 << 10;
+
 /// Default sizes of the balancer's maps; the daemon may resize them at load.
 pub mod limits {
     /// Virtual servers (each owns two rings, see [`crate::VipMeta::ring_id`]).

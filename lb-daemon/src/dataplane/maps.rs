@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use lb_common::{Backend, Counter, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta, names, stats};
 
-use super::{Error, Result, map_err};
+use super::{Error, Result, map_err, rings::Rings};
 
 /// A key of either VIP map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,7 +51,7 @@ pub struct BpfMaps {
     vips_v4: BpfHashMap<MapData, Vip4Key, VipMeta>,
     vips_v6: BpfHashMap<MapData, Vip6Key, VipMeta>,
     backends: Array<MapData, Backend>,
-    rings: Array<MapData, u32>,
+    rings: Rings,
     vip_filter: Array<MapData, u32>,
     stats: PerCpuArray<MapData, Stats>,
     vip_stats: PerCpuArray<MapData, VipCounter>,
@@ -73,7 +73,7 @@ impl BpfMaps {
             vips_v4: typed(&mut take, names::VIPS_V4)?,
             vips_v6: typed(&mut take, names::VIPS_V6)?,
             backends: typed(&mut take, names::BACKENDS)?,
-            rings: typed(&mut take, names::RINGS)?,
+            rings: Rings::new(take(names::RINGS).ok_or(Error::Missing(names::RINGS))?)?,
             vip_filter: typed(&mut take, names::VIP_FILTER)?,
             stats: typed(&mut take, names::STATS)?,
             vip_stats: typed(&mut take, names::VIP_STATS)?,
@@ -161,6 +161,12 @@ impl BpfMaps {
         Ok(contents)
     }
 
+    /// Whether ring slots are written through a shared mapping (else one
+    /// system call per slot).
+    pub fn rings_mapped(&self) -> bool {
+        matches!(self.rings, Rings::Mapped(_))
+    }
+
     /// Number of backend slots (the `BACKENDS` map size).
     pub fn backend_capacity(&self) -> u32 {
         self.backends.len()
@@ -195,12 +201,7 @@ impl MapWriter for BpfMaps {
     }
 
     fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
-        for (index, id) in slots {
-            self.rings
-                .set(*index, *id, 0)
-                .map_err(map_err(names::RINGS))?;
-        }
-        Ok(())
+        self.rings.set(slots)
     }
 
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {

@@ -9,6 +9,7 @@
 //!   writes through, with the BPF implementation and an in-memory one.
 //! - [`programmer`]: virtual servers and backends to VIP entries, backend
 //!   slots and Maglev rings, with atomic ring swaps and minimal writes.
+//! - [`rings`]: the `RINGS` array written through a shared mapping.
 //! - [`decap`]: the backend-side decapsulation program.
 //! - [`test_run`]: BPF_PROG_TEST_RUN for tests and benchmarks.
 
@@ -18,6 +19,7 @@ pub mod decap;
 pub mod maps;
 pub mod object;
 pub mod programmer;
+pub mod rings;
 pub mod test_run;
 
 pub use attach::XdpMode;

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, Counter, Flow4Key, Flow6Key, FlowEntry, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
-    limits,
+    Backend, Counter, Flow4Key, Flow6Key, FlowEntry, MAP_F_MMAPABLE, Stats, Vip4Key, Vip6Key,
+    VipCounter, VipMeta, limits,
 };
 
 /// `BPF_F_NO_COMMON_LRU`: one LRU list per CPU, so flow-table inserts on
@@ -31,7 +31,8 @@ pub static VIP_FILTER: Array<u32> = Array::with_max_entries(limits::VIP_FILTER_S
 /// The Maglev rings of all VIPs, flat: slot `s` of ring `r` is entry
 /// `r * RING_SIZE + s` and holds a backend id (0: empty).
 #[map]
-pub static RINGS: Array<u32> = Array::with_max_entries(2 * limits::MAX_VIPS * limits::RING_SIZE, 0);
+pub static RINGS: Array<u32> =
+    Array::with_max_entries(2 * limits::MAX_VIPS * limits::RING_SIZE, MAP_F_MMAPABLE);
 
 /// Backends by id.
 #[map]
