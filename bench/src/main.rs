@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use lb_common::{flow_hash_v4, flow_hash_v6, proto};
+use lb_common::{flow_hash_v4, flow_hash_v6, proto, ring_slot};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     decap::Pass,
@@ -180,7 +180,7 @@ impl Setup {
     ) -> anyhow::Result<Vec<u8>> {
         let p = self.balancer.programmer();
         let ring = p.ring(&vs.0.id).context("ring")?;
-        let id = ring[(hash % RING_SIZE) as usize];
+        let id = ring[ring_slot(hash, RING_SIZE) as usize];
         let backend =
             vs.1.iter()
                 .find(|b| p.backend_id(&vs.0.id, &b.address) == Some(id))

@@ -75,6 +75,16 @@ pub fn flow_hash_v6(
     finish(h)
 }
 
+/// The ring slot of a flow hash: `hash * ring_size / 2^32`, which spreads
+/// 32-bit hashes over `0..ring_size` as evenly as `hash % ring_size` (the
+/// two differ by at most one hash per slot) but costs a multiplication
+/// instead of a 64-bit division. Every balancer node must use the same
+/// mapping, so it lives here.
+#[inline(always)]
+pub fn ring_slot(hash: u32, ring_size: u32) -> u32 {
+    ((u64::from(hash) * u64::from(ring_size)) >> 32) as u32
+}
+
 /// Multiplier of the VIP filter's slot hash (Fibonacci hashing).
 const FILTER_MUL: u32 = 0x9e37_79b1;
 
@@ -173,6 +183,21 @@ mod tests {
         let expected = N / BUCKETS as u32;
         for c in counts {
             assert!(c.abs_diff(expected) < expected / 50, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn ring_slots_stay_in_range_and_spread() {
+        const SIZE: u32 = 65_537;
+        assert_eq!(ring_slot(0, SIZE), 0);
+        assert_eq!(ring_slot(u32::MAX, SIZE), SIZE - 1);
+        let mut counts = [0u32; 17];
+        for port in 0..170_000u32 {
+            let h = flow_hash_v4([10, 0, 0, 1], [192, 0, 2, 10], port as u16, 80, 6);
+            counts[ring_slot(h, 17) as usize] += 1;
+        }
+        for c in counts {
+            assert!(c.abs_diff(10_000) < 200, "{counts:?}");
         }
     }
 

@@ -13,7 +13,7 @@ pub mod bench;
 pub mod hash;
 pub mod stats;
 
-pub use hash::{flow_hash_v4, flow_hash_v6, vip_filter_slot_v4, vip_filter_slot_v6};
+pub use hash::{flow_hash_v4, flow_hash_v6, ring_slot, vip_filter_slot_v4, vip_filter_slot_v6};
 
 /// IP protocol numbers used by the data plane.
 pub mod proto {

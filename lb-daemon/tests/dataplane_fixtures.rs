@@ -6,7 +6,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
-use lb_common::{flow_hash_v4, flow_hash_v6, proto, stats};
+use lb_common::{flow_hash_v4, flow_hash_v6, proto, ring_slot, stats};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     programmer::VipId,
@@ -113,7 +113,7 @@ impl Setup {
     fn ring_backend(&self, spec: &VipSpec, hash: u32, candidates: &[IpAddr]) -> BackendSpec {
         let p = self.balancer.programmer();
         let ring = p.ring(&spec.id).expect("ring");
-        let id = ring[(hash % RING) as usize];
+        let id = ring[ring_slot(hash, RING) as usize];
         let address = candidates
             .iter()
             .find(|a| p.backend_id(&spec.id, a) == Some(id))
@@ -405,6 +405,64 @@ fn flow_keeps_its_backend_until_the_backend_goes() {
         s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets,
         rehash_before + 1
     );
+}
+
+#[test]
+fn retransmitted_syn_keeps_its_backend() {
+    let mut s = setup();
+    let backends = [v4(11), v4(12), v4(13)];
+    let sport = (30000u16..40000)
+        .find(|p| {
+            s.ring_backend(
+                &s.web4,
+                hash4(CLIENT_V4, *p, VIP4, 80, proto::TCP),
+                &backends,
+            )
+            .address
+                == v4(12)
+        })
+        .unwrap();
+    let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+    let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
+    let b = backend(v4(12));
+    s.tx(
+        "syn",
+        &syn,
+        &packets::tunnelled(&syn, b.address, b.mac, hash),
+        stats::TX_TUNNEL,
+    );
+    // Drained before the SYN is retransmitted: the ring no longer names
+    // .12, but the flow entry the first SYN wrote does.
+    let mut drained = b;
+    drained.weight = 0;
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &[backend(v4(11)), drained, backend(v4(13))])
+        .unwrap();
+    assert_ne!(s.ring_backend(&s.web4, hash, &backends).address, v4(12));
+    let hits = s.balancer.maps().stat(stats::FLOW_HIT).unwrap().packets;
+    s.tx(
+        "retransmitted syn",
+        &syn,
+        &packets::tunnelled(&syn, b.address, b.mac, hash),
+        stats::TX_TUNNEL,
+    );
+    assert_eq!(
+        s.balancer.maps().stat(stats::FLOW_HIT).unwrap().packets,
+        hits + 1
+    );
+}
+
+#[test]
+fn flows_of_a_removed_virtual_server_pass() {
+    let mut s = setup();
+    let data = packets::tcp(CLIENT_V4.into(), 46000, VIP4.into(), 80, false);
+    let out = test_run::run(s.balancer.program().unwrap(), &data).unwrap();
+    assert_eq!(action::name(out.action), "XDP_TX");
+    s.balancer.programmer_mut().remove(&s.web4.id).unwrap();
+    // The flow entry is still there, but its backend no longer serves a
+    // virtual server at this address and port.
+    s.pass("flow of a removed vip", &data, stats::PASS_NOT_VIP);
 }
 
 #[test]

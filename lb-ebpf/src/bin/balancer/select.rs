@@ -8,7 +8,7 @@
 //! lookup and goes to the ring, and its insert refuses to overwrite an
 //! entry (a retransmitted SYN keeps the backend its first copy got).
 use aya_ebpf::maps::LruHashMap;
-use lb_common::{BACKEND_FLAG_UP, Backend, FlowEntry, VipMeta, stats};
+use lb_common::{BACKEND_FLAG_UP, Backend, FlowEntry, VipMeta, ring_slot, stats};
 
 use crate::maps::{BACKENDS, RINGS, ring_size};
 
@@ -75,16 +75,13 @@ fn up(id: u32) -> *const Backend {
     }
 }
 
-/// The backend in ring slot `hash % RING_SIZE` of the VIP's active ring,
-/// with its id; null if the slot is empty or the backend is not usable.
+/// The backend in ring slot `ring_slot(hash, RING_SIZE)` of the VIP's
+/// active ring, with its id; null if the slot is empty or the backend is
+/// not usable.
 #[inline(always)]
 pub fn from_ring(vip: &VipMeta, hash: u32) -> (u32, *const Backend) {
     let size = ring_size();
-    // The daemon never loads a ring size of 0; checking keeps a division
-    // by zero (and Rust's panic path for it) out of the program.
-    let Some(slot) = hash.checked_rem(size) else {
-        return (0, core::ptr::null());
-    };
+    let slot = ring_slot(hash, size);
     let Some(id) = RINGS.get(vip.ring_id * size + slot) else {
         return (0, core::ptr::null());
     };
