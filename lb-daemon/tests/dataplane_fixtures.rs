@@ -121,6 +121,18 @@ impl Setup {
         backend(*address)
     }
 
+    /// A client port whose flow from `CLIENT_V4` to web4 the ring sends to
+    /// `backend`.
+    fn web4_port_to(&self, backend: IpAddr) -> u16 {
+        let backends = [v4(11), v4(12), v4(13)];
+        (30000u16..40000)
+            .find(|p| {
+                let hash = hash4(CLIENT_V4, *p, VIP4, 80, proto::TCP);
+                self.ring_backend(&self.web4, hash, &backends).address == backend
+            })
+            .expect("a port to that backend")
+    }
+
     /// Runs `frame`, checks verdict, output and that exactly `stat` (and
     /// no other verdict counter) went up by one.
     fn check(&self, name: &str, frame: &[u8], want_action: u32, want: &[u8], stat: u32) {
@@ -349,17 +361,7 @@ fn flow_keeps_its_backend_until_the_backend_goes() {
     let backends = [v4(11), v4(12), v4(13)];
     // Find a flow on .11, open it, then drain .11 (weight 0): the flow
     // stays; a new flow hashing to the same slot now goes elsewhere.
-    let sport = (30000u16..40000)
-        .find(|p| {
-            s.ring_backend(
-                &s.web4,
-                hash4(CLIENT_V4, *p, VIP4, 80, proto::TCP),
-                &backends,
-            )
-            .address
-                == v4(11)
-        })
-        .unwrap();
+    let sport = s.web4_port_to(v4(11));
     let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
     let program_out =
         |s: &Setup, frame: &[u8]| test_run::run(s.balancer.program().unwrap(), frame).unwrap();
@@ -411,17 +413,7 @@ fn flow_keeps_its_backend_until_the_backend_goes() {
 fn retransmitted_syn_keeps_its_backend() {
     let mut s = setup();
     let backends = [v4(11), v4(12), v4(13)];
-    let sport = (30000u16..40000)
-        .find(|p| {
-            s.ring_backend(
-                &s.web4,
-                hash4(CLIENT_V4, *p, VIP4, 80, proto::TCP),
-                &backends,
-            )
-            .address
-                == v4(12)
-        })
-        .unwrap();
+    let sport = s.web4_port_to(v4(12));
     let hash = hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
     let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
     let b = backend(v4(12));
