@@ -419,7 +419,7 @@ impl Lab {
             text,
             "try:\n  ip netns exec {prefix}-client curl -s http://{}/\n  \
              ip netns exec {prefix}-lb-a {} status\n\
-             remove: cargo xtask lab down{}\n",
+             remove: cargo xtask lab down{}",
             self.vip,
             self.options.lb_daemon.display(),
             if prefix == lb_lab::LAB_PREFIX {
