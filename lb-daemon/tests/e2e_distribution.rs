@@ -1,12 +1,15 @@
 //! End to end, DESIGN.md §5 and §7: 3,000 new TCP connections from the
 //! client's many source ports to the VIP, through `lb-daemon run` on lb-a
-//! (tunnel mode), spread over three equal-weight backends within 10% of a
-//! third each. Runs as root (CI does).
+//! (tunnel mode, then DSR), spread over three equal-weight backends within
+//! 10% of a third each. Runs as root (CI does).
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
-use lb_lab::http_get_many;
+use lb_lab::{Forwarding, http_get_many};
 use support::e2e::{E2e, tally};
 
 const CONNECTIONS: usize = 3_000;
@@ -15,11 +18,25 @@ const BATCH: usize = 250;
 /// Allowed deviation from an equal share.
 const TOLERANCE: f64 = 0.10;
 
+/// One lab at a time: both tests open thousands of connections.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn three_thousand_connections_spread_evenly_over_three_backends() {
-    let mut e2e = E2e::new("dist", 3, false);
+    spread("dist", Forwarding::Tunnel);
+}
+
+#[test]
+fn three_thousand_connections_spread_evenly_in_dsr_mode() {
+    spread("dsr", Forwarding::Dsr);
+}
+
+fn spread(tag: &str, forwarding: Forwarding) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut e2e = E2e::new(tag, 3, false);
     e2e.hold_vip("lb-a");
-    let config = e2e.config(3);
+    let mut config = e2e.config(3);
+    config.forwarding = forwarding;
     e2e.start_daemon("lb-a", &config);
     e2e.wait_vip();
     // Requests, not connections: tcp health checks connect without asking.
@@ -43,7 +60,8 @@ fn three_thousand_connections_spread_evenly_over_three_backends() {
     let counts = tally(&names);
     let share = CONNECTIONS as f64 / 3.0;
     println!(
-        "{CONNECTIONS} connections in {elapsed:.2?} ({:.0}/s):",
+        "{} mode: {CONNECTIONS} connections in {elapsed:.2?} ({:.0}/s):",
+        forwarding.as_str(),
         CONNECTIONS as f64 / elapsed.as_secs_f64()
     );
     for (index, name) in e2e.backend_names().iter().enumerate() {
