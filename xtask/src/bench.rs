@@ -36,30 +36,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut failed = Vec::new();
 
     println!("\n== per-packet cost (BPF_PROG_TEST_RUN)");
-    let md = results.join("per-packet.md");
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let before = modified(&md);
-    match Command::new(bin("lb-bench")).current_dir(root).output() {
-        Ok(output) if output.status.success() => {
-            print!("{}", String::from_utf8_lossy(&output.stdout));
-            // If the per-packet bench did not write its own report this
-            // run, what it printed is its part.
-            if before.is_none() || modified(&md) == before {
-                let text = format!(
-                    "## Per-packet cost (BPF_PROG_TEST_RUN)\n\n{}",
-                    String::from_utf8_lossy(&output.stdout)
-                );
-                std::fs::write(&md, text)?;
-            }
-        }
-        Ok(output) => {
-            eprint!("{}", String::from_utf8_lossy(&output.stderr));
-            failed.push("per-packet");
-        }
-        Err(error) => {
-            eprintln!("cannot run lb-bench: {error}");
-            failed.push("per-packet");
-        }
+    // It writes bench/results/per-packet.{json,md} itself.
+    if !status(Command::new(bin("lb-bench")).current_dir(root)) {
+        failed.push("per-packet");
     }
 
     println!("\n== packet rate, end to end");
