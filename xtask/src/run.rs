@@ -110,11 +110,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
     install_signal_handlers();
     println!("run: bringing the lab {} up", args.lab.prefix);
     let lab = Lab::up(&args.lab.options(binary))?;
-    let prefix = lab.options.prefix.clone();
-    let result = live(lab, args);
-    println!("run: removing the lab");
-    print!("{}", lab::down(&prefix)?);
-    result
+    // Removes the lab however `live` ends, a panic included.
+    let _teardown = Teardown(lab.options.prefix.clone());
+    live(lab, args)
+}
+
+/// `lab down` on drop.
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        println!("run: removing the lab");
+        match lab::down(&self.0) {
+            Ok(report) => print!("{report}"),
+            Err(error) => eprintln!(
+                "run: removing the lab failed: {error:#}\n(`cargo xtask lab down --prefix {}` retries)",
+                self.0
+            ),
+        }
+    }
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
