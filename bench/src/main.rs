@@ -15,6 +15,7 @@
 //! timed. Maps as in production: VIPs with 100 backends each, a Maglev
 //! ring of 65,537 slots, a flow table of 1M entries.
 use std::{
+    collections::HashMap,
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
@@ -108,6 +109,9 @@ struct Setup {
     web4: (VipSpec, Vec<BackendSpec>),
     web6: (VipSpec, Vec<BackendSpec>),
     dns4: (VipSpec, Vec<BackendSpec>),
+    /// Each virtual server's ring and the backend of each id, read once
+    /// (the programmer rebuilds a ring each time it is asked).
+    rings: HashMap<VipId, (Vec<u32>, HashMap<u32, BackendSpec>)>,
 }
 
 fn backends(v6: bool, net: u8) -> Vec<BackendSpec> {
@@ -158,8 +162,16 @@ impl Setup {
         let web4 = (vip(VIP4.into(), 80, proto::TCP), backends(false, 1));
         let web6 = (vip(VIP6.into(), 80, proto::TCP), backends(true, 2));
         let dns4 = (vip(VIP4.into(), 53, proto::UDP), backends(false, 3));
+        let mut rings = HashMap::new();
         for (spec, list) in [&web4, &web6, &dns4] {
             balancer.programmer_mut().set(*spec, list)?;
+            let p = balancer.programmer();
+            let ring = p.ring(&spec.id).context("ring")?;
+            let ids = list
+                .iter()
+                .filter_map(|b| Some((p.backend_id(&spec.id, &b.address)?, *b)))
+                .collect();
+            rings.insert(spec.id, (ring, ids));
         }
         Ok(Self {
             balancer,
@@ -167,6 +179,7 @@ impl Setup {
             web4,
             web6,
             dns4,
+            rings,
         })
     }
 
@@ -178,13 +191,9 @@ impl Setup {
         frame: &[u8],
         hash: u32,
     ) -> anyhow::Result<Vec<u8>> {
-        let p = self.balancer.programmer();
-        let ring = p.ring(&vs.0.id).context("ring")?;
+        let (ring, ids) = self.rings.get(&vs.0.id).context("ring")?;
         let id = ring[ring_slot(hash, RING_SIZE) as usize];
-        let backend =
-            vs.1.iter()
-                .find(|b| p.backend_id(&vs.0.id, &b.address) == Some(id))
-                .context("ring slot names a backend")?;
+        let backend = ids.get(&id).context("ring slot names a backend")?;
         Ok(packets::tunnelled(
             frame,
             backend.address,
