@@ -36,7 +36,7 @@ mod packets;
 /// Timed calls per scenario and round (each paired with a baseline call).
 const CALLS: usize = 10_000;
 /// Rounds over all scenarios.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Flows of the cycling scenario.
 const CYCLING_FLOWS: usize = 65_536;
 const RING_SIZE: u32 = 65_537;
