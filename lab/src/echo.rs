@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Netns, http::connect, server::Server};
+use crate::{Netns, http::connect_long_lived, server::Server};
 
 /// A TCP echo server inside a namespace; stopped on drop.
 #[derive(Debug)]
@@ -86,10 +86,7 @@ impl EchoStream {
     /// Connects from inside `ns` to the echo server at `addr`. Every later
     /// read and write on the stream gives up after `timeout`.
     pub fn connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<EchoStream> {
-        let stream = connect(ns, addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
+        let stream = connect_long_lived(ns, addr, timeout)?;
         Ok(EchoStream {
             stream,
             verified: 0,

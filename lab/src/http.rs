@@ -195,6 +195,20 @@ pub fn connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<TcpStr
         .with_context(|| format!("connecting to {addr} from {}", ns.name()))
 }
 
+/// Like [`connect`], for a connection held open: every later read and
+/// write gives up after `timeout`, and small writes go out at once.
+pub(crate) fn connect_long_lived(
+    ns: &Netns,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream> {
+    let stream = connect(ns, addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// `GET /` from inside `ns` on a new connection; returns the body (a lab
 /// backend answers `{name}\n`). Errors on a status other than 200 or when
 /// the whole exchange takes longer than `timeout`.
@@ -319,10 +333,7 @@ impl HttpSession {
     /// Connects from inside `ns` to `addr`; every later request gives up
     /// after `timeout`.
     pub fn connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<HttpSession> {
-        let stream = connect(ns, addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
+        let stream = connect_long_lived(ns, addr, timeout)?;
         Ok(HttpSession {
             addr,
             reader: BufReader::new(stream),
