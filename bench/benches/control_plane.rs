@@ -226,9 +226,9 @@ impl MapWriter for CountingWriter {
     fn set_backend(&mut self, _: u32, _: Backend) -> lb_daemon::dataplane::Result<()> {
         Ok(())
     }
-    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> lb_daemon::dataplane::Result<()> {
-        self.slots += black_box(slots).len();
-        Ok(())
+    fn write_ring(&mut self, _: u32, table: &[u32]) -> lb_daemon::dataplane::Result<usize> {
+        self.slots += black_box(table).len();
+        Ok(table.len())
     }
     fn set_filter_slot(&mut self, _: u32, _: u32) -> lb_daemon::dataplane::Result<()> {
         Ok(())

@@ -85,30 +85,41 @@ pub fn build(members: &[Member], size: u32) -> Vec<u32> {
     members.sort_by_key(|b| (b.key, b.id));
     let max_weight = members.iter().map(|b| b.weight).max().unwrap_or(1);
     let m64 = m as u64;
-    let walks: Vec<(u64, u64)> = members
+    // Each member walks the table from `offset` in steps of `skip` (its
+    // permutation); `position` is where its walk is now. Adding and
+    // wrapping instead of `(offset + j * skip) % m` keeps a division out
+    // of the inner loop.
+    let skips: Vec<u64> = members
         .iter()
-        .map(|b| {
-            let offset = mix(b.key) % m64;
-            let skip = mix(b.key ^ 0x9e37_79b9_7f4a_7c15) % (m64 - 1).max(1) + 1;
-            (offset, skip)
-        })
+        .map(|b| mix(b.key ^ 0x9e37_79b9_7f4a_7c15) % (m64 - 1).max(1) + 1)
         .collect();
-    let mut next = vec![0u64; members.len()];
+    let mut position: Vec<u64> = members.iter().map(|b| mix(b.key) % m64).collect();
     let mut credit = vec![0u64; members.len()];
+    // Which slots are taken, one bit each: the probes read this (8 KiB
+    // for 65,537 slots, in L1) instead of the table.
+    let mut taken = vec![0u64; m.div_ceil(64)];
+    let is_taken = |taken: &[u64], slot: u64| taken[(slot >> 6) as usize] >> (slot & 63) & 1 == 1;
     let mut filled = 0usize;
     loop {
         for (i, member) in members.iter().enumerate() {
             credit[i] += u64::from(member.weight);
             while credit[i] >= u64::from(max_weight) {
                 credit[i] -= u64::from(max_weight);
-                let (offset, skip) = walks[i];
-                let mut slot = ((offset + next[i] * skip) % m64) as usize;
-                while table[slot] != EMPTY {
-                    next[i] += 1;
-                    slot = ((offset + next[i] * skip) % m64) as usize;
+                let skip = skips[i];
+                let mut slot = position[i];
+                while is_taken(&taken, slot) {
+                    slot += skip;
+                    if slot >= m64 {
+                        slot -= m64;
+                    }
                 }
-                table[slot] = member.id;
-                next[i] += 1;
+                taken[(slot >> 6) as usize] |= 1 << (slot & 63);
+                table[slot as usize] = member.id;
+                slot += skip;
+                if slot >= m64 {
+                    slot -= m64;
+                }
+                position[i] = slot;
                 filled += 1;
                 if filled == m {
                     return table;

@@ -7,6 +7,9 @@
 //!    `bench/results/packet-rate.{json,md,svg}`),
 //! 3. the control-plane benchmarks (Criterion, `benches/control_plane.rs`;
 //!    `bench-report` turns the estimates into `control-plane.{json,md}`),
+//! 4. the real daemon at 1,000 virtual servers × 100 backends
+//!    (`daemon-scale`: start, reload and resident memory,
+//!    `daemon-scale.{json,md}`),
 //!
 //! then concatenates the Markdown parts into `bench/results/README.md`.
 //! A failing part does not stop the others; the command fails at the end.
@@ -31,6 +34,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         root,
         &["build", "--release", "--package", "lb-bench", "--bins"],
     )?;
+    cargo(root, &["build", "--release", "--package", "lb-daemon"])?;
     let bin = |name: &str| root.join("target/release").join(name);
     let quick_arg: &[&str] = if quick { &["--quick"] } else { &[] };
     let mut failed = Vec::new();
@@ -71,6 +75,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let criterion_ok = status(&mut bench);
     if !criterion_ok {
         failed.push("control-plane");
+    }
+
+    println!("\n== the daemon at scale");
+    if !status(
+        Command::new(bin("daemon-scale"))
+            .args(quick_arg)
+            .arg("--out")
+            .arg(&results),
+    ) {
+        failed.push("daemon-scale");
     }
 
     let mut report = Command::new(bin("bench-report"));

@@ -8,7 +8,12 @@ use anyhow::{Context as _, bail};
 use lb_bench::report;
 
 /// The Markdown parts of `bench/results/README.md`, in order.
-const PARTS: &[&str] = &["per-packet.md", "packet-rate.md", "control-plane.md"];
+const PARTS: &[&str] = &[
+    "per-packet.md",
+    "packet-rate.md",
+    "control-plane.md",
+    "daemon-scale.md",
+];
 
 fn main() -> anyhow::Result<()> {
     let mut criterion = None;

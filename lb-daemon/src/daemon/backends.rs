@@ -63,6 +63,11 @@ impl Backends {
         self.states.get_mut(&(virtual_server.to_owned(), address))
     }
 
+    /// How many backends have no Ethernet next hop yet.
+    pub fn unresolved(&self) -> usize {
+        self.states.values().filter(|s| s.mac.is_none()).count()
+    }
+
     /// Whether at least one backend of `vs` is healthy (a VRRP track input).
     pub fn any_healthy(&self, vs: &VirtualServer) -> bool {
         vs.backends.iter().any(|b| {

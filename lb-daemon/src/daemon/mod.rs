@@ -143,9 +143,8 @@ impl Daemon {
 
     /// Feeds VRRP tracking: which virtual servers have a healthy backend.
     fn track_virtual_servers(&self) {
-        for vs in self.shared.config().virtual_servers {
-            self.vrrp
-                .set_virtual_server_healthy(&vs.name, self.shared.any_healthy(&vs.name));
+        for (name, healthy) in self.shared.virtual_server_health() {
+            self.vrrp.set_virtual_server_healthy(&name, healthy);
         }
     }
 

@@ -3,10 +3,10 @@
 //! drain, next-hop change) goes through here and reprograms exactly the
 //! virtual servers it touches.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     sync::{Mutex, MutexGuard},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -56,17 +56,15 @@ impl Shared {
         };
         {
             let mut inner = shared.lock();
-            resolve_next_hops(&mut inner);
+            resolve_first_next_hops(&mut inner);
             remove_unconfigured(&mut inner)?;
-            let names: Vec<String> = inner
+            let names: BTreeSet<String> = inner
                 .config
                 .virtual_servers
                 .iter()
                 .map(|vs| vs.name.clone())
                 .collect();
-            for name in names {
-                program(&mut inner, &name)?;
-            }
+            program_all(&mut inner, &names)?;
         }
         Ok(shared)
     }
@@ -139,9 +137,7 @@ impl Shared {
                     .remove(&vip_id(vs))?;
             }
         }
-        for name in &touched {
-            program(inner, name)?;
-        }
+        program_all(inner, &touched)?;
         info!(
             added = changes.virtual_servers_added.len(),
             removed = changes.virtual_servers_removed.len(),
@@ -155,10 +151,8 @@ impl Shared {
     /// backends' Ethernet addresses changed.
     pub fn refresh_next_hops(&self) -> Result<()> {
         let mut inner = self.lock();
-        for name in resolve_next_hops(&mut inner) {
-            program(&mut inner, &name)?;
-        }
-        Ok(())
+        let changed = resolve_next_hops(&mut inner);
+        program_all(&mut inner, &changed)
     }
 
     /// A health-check verdict changed: the backend leaves or rejoins the ring.
@@ -187,19 +181,19 @@ impl Shared {
                 }
             }
         }
-        for name in changed {
-            program(&mut inner, &name)?;
-        }
-        Ok(())
+        program_all(&mut inner, &changed)
     }
 
-    /// Whether `virtual_server` has a healthy backend (VRRP tracking).
-    pub fn any_healthy(&self, virtual_server: &str) -> bool {
+    /// Each virtual server and whether it has a healthy backend (VRRP
+    /// tracking).
+    pub fn virtual_server_health(&self) -> Vec<(String, bool)> {
         let inner = self.lock();
         inner
             .config
-            .virtual_server(virtual_server)
-            .is_some_and(|vs| inner.backends.any_healthy(vs))
+            .virtual_servers
+            .iter()
+            .map(|vs| (vs.name.clone(), inner.backends.any_healthy(vs)))
+            .collect()
     }
 
     /// Drains (no new flows, established ones stay) or undrains a backend.
@@ -235,11 +229,6 @@ impl Shared {
             .ok_or_else(unknown_backend)
     }
 
-    /// The config in force.
-    pub fn config(&self) -> Config {
-        self.lock().config.clone()
-    }
-
     /// Virtual servers and the data plane, with counters (VRRP is added by
     /// the caller).
     pub fn status(&self) -> Status {
@@ -256,21 +245,30 @@ impl Shared {
 
 /// Programs one virtual server from the config and the backends' state.
 fn program(inner: &mut Inner, name: &str) -> Result<()> {
+    program_all(inner, &BTreeSet::from([name.to_owned()]))
+}
+
+/// Programs these virtual servers (their Maglev tables built in parallel).
+fn program_all(inner: &mut Inner, names: &BTreeSet<String>) -> Result<()> {
     let Inner {
         config,
         backends,
         dataplane,
         ..
     } = inner;
-    let (Some(vs), Some(dataplane)) = (config.virtual_server(name), dataplane) else {
+    let Some(dataplane) = dataplane else {
         return Ok(());
     };
-    let (spec, specs) = backends.specs(vs);
+    let items: Vec<_> = names
+        .iter()
+        .filter_map(|name| config.virtual_server(name))
+        .map(|vs| backends.specs(vs))
+        .collect();
     dataplane
         .balancer_mut()
         .programmer_mut()
-        .set(spec, &specs)
-        .with_context(|| format!("programming virtual server {name}"))
+        .set_many(&items)
+        .with_context(|| format!("programming {} virtual servers", items.len()))
 }
 
 /// Removes the virtual servers an adopted program serves that the config
@@ -293,9 +291,29 @@ fn remove_unconfigured(inner: &mut Inner) -> Result<()> {
     Ok(())
 }
 
+/// How long a starting daemon waits for the kernel to resolve next hops
+/// before it programs the maps (backends still unresolved then get their
+/// packets from the first refresh that finds them).
+const FIRST_RESOLUTION: Duration = Duration::from_secs(2);
+
+/// At start: resolves next hops, waiting up to [`FIRST_RESOLUTION`] for
+/// the solicited ones to answer, so the first rings already hold the
+/// backends.
+fn resolve_first_next_hops(inner: &mut Inner) {
+    let deadline = Instant::now() + FIRST_RESOLUTION;
+    loop {
+        resolve_next_hops(inner);
+        let unresolved = inner.backends.unresolved();
+        if unresolved == 0 || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Resolves every backend's Ethernet next hop; returns the names of the
-/// virtual servers where one changed. A change is logged once, with its
-/// reason.
+/// virtual servers where one changed. Changes are logged in one line,
+/// with an example of each reason a next hop is missing.
 fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
     let mut changed = BTreeSet::new();
     let Some(dataplane) = &inner.dataplane else {
@@ -307,6 +325,7 @@ fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
         .iter()
         .flat_map(|vs| vs.backends.iter().map(|b| b.address));
     let hops = inner.next_hops.resolve(addresses, Instant::now());
+    let (mut found, mut lost) = (0usize, BTreeMap::<String, (usize, IpAddr)>::new());
     for vs in &inner.config.virtual_servers {
         for backend in &vs.backends {
             let hop = hops
@@ -321,16 +340,22 @@ fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
                 continue;
             }
             match &mac {
-                Ok(mac) => {
-                    info!(virtual_server = %vs.name, backend = %backend.address, mac = ?mac, "next hop")
-                }
-                Err(reason) => {
-                    warn!(virtual_server = %vs.name, backend = %backend.address, reason, "no next hop: the backend gets no packets")
-                }
+                Ok(_) => found += 1,
+                Err(reason) => lost.entry(reason.clone()).or_insert((0, backend.address)).0 += 1,
             }
             state.mac = mac.ok();
             changed.insert(vs.name.clone());
         }
+    }
+    if found > 0 {
+        info!(
+            backends = found,
+            virtual_servers = changed.len(),
+            "next hops resolved"
+        );
+    }
+    for (reason, (count, example)) in lost {
+        warn!(backends = count, %example, reason, "no next hop: these backends get no packets");
     }
     changed
 }

@@ -20,8 +20,10 @@ pub trait MapWriter {
     fn set_vip(&mut self, key: VipKey, meta: VipMeta) -> Result<()>;
     fn remove_vip(&mut self, key: VipKey) -> Result<()>;
     fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()>;
-    /// Writes `(index, backend_id)` pairs into the flat `RINGS` array.
-    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()>;
+    /// Writes `table` into the flat `RINGS` array from slot `base`: only
+    /// the slots that differ from what the array holds, where the writer
+    /// can tell. Returns how many slots were written.
+    fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize>;
     /// Sets the `VIP_FILTER` flags of one slot.
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()>;
 }
@@ -200,8 +202,8 @@ impl MapWriter for BpfMaps {
             .map_err(map_err(names::BACKENDS))
     }
 
-    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
-        self.rings.set(slots)
+    fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize> {
+        self.rings.write(base, table)
     }
 
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {
@@ -216,7 +218,8 @@ impl MapWriter for BpfMaps {
 pub struct MemoryMaps {
     pub vips: HashMap<VipKey, VipMeta>,
     pub backends: HashMap<u32, Backend>,
-    pub rings: HashMap<u32, u32>,
+    /// The flat `RINGS` array, grown as it is written.
+    pub rings: Vec<u32>,
     /// Number of ring slots written so far (to check minimal updates).
     pub ring_writes: usize,
     /// `VIP_FILTER` slots written (slots never written hold 0).
@@ -256,10 +259,20 @@ impl MapWriter for MemoryMaps {
         Ok(())
     }
 
-    fn set_ring_slots(&mut self, slots: &[(u32, u32)]) -> Result<()> {
-        self.ring_writes += slots.len();
-        self.rings.extend(slots.iter().copied());
-        Ok(())
+    fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize> {
+        let base = base as usize;
+        if self.rings.len() < base + table.len() {
+            self.rings.resize(base + table.len(), 0);
+        }
+        let mut written = 0;
+        for (slot, id) in self.rings[base..].iter_mut().zip(table) {
+            if slot != id {
+                *slot = *id;
+                written += 1;
+            }
+        }
+        self.ring_writes += written;
+        Ok(written)
     }
 
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {

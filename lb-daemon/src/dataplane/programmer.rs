@@ -79,6 +79,9 @@ struct VipState {
     /// Which of the VIP's two rings (0 or 1) the VIP entry names.
     active: u32,
     backends: BTreeMap<IpAddr, (u32, BackendSpec)>,
+    /// The Maglev members the active ring was built from (empty: not
+    /// known, after adoption).
+    members: Vec<maglev::Member>,
 }
 
 /// Programs virtual servers into a [`MapWriter`].
@@ -89,41 +92,9 @@ pub struct Programmer<M> {
     free_vip_indices: VecDeque<u32>,
     /// Backend ids are reused as late as possible (FIFO), id 0 never.
     free_backend_ids: VecDeque<u32>,
-    /// What each ring in the kernel holds, by ring id, to write only the
-    /// slots that change. Rings not in here hold `unwritten`.
-    rings: HashMap<u32, Ring>,
-    /// What rings never written hold: zeros in fresh maps, unknown in
-    /// adopted ones.
-    unwritten: Ring,
     /// What each `VIP_FILTER` slot holds (absent: 0).
     filter: HashMap<u32, u32>,
 }
-
-/// What a ring in the kernel holds, as far as the programmer knows. A
-/// written ring is remembered by the Maglev members it was built from, not
-/// by its slots: the table is built again when it is needed (Maglev is
-/// deterministic), so memory does not grow with rings × slots.
-#[derive(Clone, Debug, PartialEq)]
-enum Ring {
-    Zeros,
-    /// Every slot gets written next time.
-    Unknown,
-    Built(Vec<maglev::Member>),
-}
-
-impl Ring {
-    fn table(&self, size: u32) -> Vec<u32> {
-        match self {
-            Self::Zeros => vec![0; size as usize],
-            Self::Unknown => vec![UNKNOWN_SLOT; size as usize],
-            Self::Built(members) => maglev::build(members, size),
-        }
-    }
-}
-
-/// Stands for a slot whose content is unknown: differs from every backend
-/// id, so the next write of the ring writes every slot.
-const UNKNOWN_SLOT: u32 = u32::MAX;
 
 impl<M: MapWriter> Programmer<M> {
     pub fn new(maps: M, capacity: Capacity) -> Self {
@@ -133,8 +104,6 @@ impl<M: MapWriter> Programmer<M> {
             vips: BTreeMap::new(),
             free_vip_indices: (0..capacity.max_vips).collect(),
             free_backend_ids: (1..capacity.max_backends).collect(),
-            rings: HashMap::new(),
-            unwritten: Ring::Zeros,
             filter: HashMap::new(),
         }
     }
@@ -148,7 +117,6 @@ impl<M: MapWriter> Programmer<M> {
     /// `capacity` are left out (the next `set` or `remove` rewrites them).
     pub fn adopt(maps: M, capacity: Capacity, contents: &Contents) -> Self {
         let mut programmer = Self::new(maps, capacity);
-        programmer.unwritten = Ring::Unknown;
         for (key, meta) in &contents.vips {
             let Some(id) = vip_id(key) else { continue };
             let index = meta.vip_index;
@@ -179,6 +147,7 @@ impl<M: MapWriter> Programmer<M> {
                     index,
                     active,
                     backends,
+                    members: Vec::new(),
                 },
             );
         }
@@ -213,6 +182,34 @@ impl<M: MapWriter> Programmer<M> {
 
     /// Adds or updates a virtual server with exactly these backends.
     pub fn set(&mut self, spec: VipSpec, backends: &[BackendSpec]) -> Result<()> {
+        let staged = self.stage(spec, backends)?;
+        let table = maglev::build(&staged.members, self.capacity.ring_size);
+        self.commit(staged, &table)
+    }
+
+    /// [`Self::set`] for many virtual servers; their Maglev tables are
+    /// built in parallel on every core, a few at a time (so that memory
+    /// holds a few tables, not all). Each virtual server is switched as
+    /// by `set`, one after the other.
+    pub fn set_many(&mut self, items: &[(VipSpec, Vec<BackendSpec>)]) -> Result<()> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let size = self.capacity.ring_size;
+        for batch in items.chunks(4 * threads) {
+            let mut staged = Vec::with_capacity(batch.len());
+            for (spec, backends) in batch {
+                staged.push(self.stage(*spec, backends)?);
+            }
+            let tables = parallel_map(&staged, threads, |s| maglev::build(&s.members, size));
+            for (staged, table) in staged.into_iter().zip(tables) {
+                self.commit(staged, &table)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 1 of a change: the VIP's index and its new and changed
+    /// backend slots are written; returns the Maglev members of the new ring.
+    fn stage(&mut self, spec: VipSpec, backends: &[BackendSpec]) -> Result<Staged> {
         check(&spec, backends)?;
         if !self.vips.contains_key(&spec.id) {
             let index = self
@@ -226,6 +223,7 @@ impl<M: MapWriter> Programmer<M> {
                     index,
                     active: 0,
                     backends: BTreeMap::new(),
+                    members: Vec::new(),
                 },
             );
         }
@@ -236,9 +234,6 @@ impl<M: MapWriter> Programmer<M> {
             maps,
             vips,
             free_backend_ids,
-            rings,
-            capacity,
-            unwritten,
             ..
         } = self;
         let vip = vips
@@ -249,7 +244,6 @@ impl<M: MapWriter> Programmer<M> {
         let mode_changed = vip.spec.forwarding != spec.forwarding;
         vip.spec = spec;
 
-        // 1. New and changed backends.
         let mut removed: Vec<u32> = Vec::new();
         let wanted: BTreeMap<IpAddr, BackendSpec> =
             backends.iter().map(|b| (b.address, *b)).collect();
@@ -269,9 +263,7 @@ impl<M: MapWriter> Programmer<M> {
             maps.set_backend(id, backend_entry(backend, vip.index, &spec))?;
             vip.backends.insert(*address, (id, *backend));
         }
-
-        // 2. The new ring, into the inactive half; 3. flip the VIP entry.
-        let members: Vec<maglev::Member> = vip
+        let members = vip
             .backends
             .values()
             .filter(|(_, b)| b.up)
@@ -281,32 +273,41 @@ impl<M: MapWriter> Programmer<M> {
                 weight: b.weight,
             })
             .collect();
+        Ok(Staged {
+            id: spec.id,
+            members,
+            removed,
+        })
+    }
+
+    /// Steps 2 to 4: `table` into the inactive ring, the VIP entry flipped
+    /// to it, then the backends that left marked down (their flows
+    /// re-hash) and their ids recycled.
+    fn commit(&mut self, staged: Staged, table: &[u32]) -> Result<()> {
+        let Self {
+            maps,
+            vips,
+            free_backend_ids,
+            capacity,
+            ..
+        } = self;
+        let vip = vips
+            .get_mut(&staged.id)
+            .ok_or(Error::Missing("virtual server"))?;
         let next = 1 - vip.active;
         let ring_id = 2 * vip.index + next;
-        let wanted = Ring::Built(members);
-        let current = rings.get(&ring_id).unwrap_or(unwritten);
-        if *current != wanted {
-            let size = capacity.ring_size;
-            let (old, new) = (current.table(size), wanted.table(size));
-            let base = ring_id * size;
-            let slots: Vec<(u32, u32)> = changed_slots(&old, &new)
-                .map(|(slot, id)| (base + slot, id))
-                .collect();
-            maps.set_ring_slots(&slots)?;
-            rings.insert(ring_id, wanted);
-        }
+        maps.write_ring(ring_id * capacity.ring_size, table)?;
+        vip.members = staged.members;
         maps.set_vip(
-            vip_key(&spec.id, VIP_KIND_PORT),
-            meta(vip.index, ring_id, &spec),
+            vip_key(&staged.id, VIP_KIND_PORT),
+            meta(vip.index, ring_id, &vip.spec),
         )?;
         vip.active = next;
-
-        // 4. Backends that left: down, so their flows re-hash; ids recycled.
-        for id in removed {
+        for id in staged.removed {
             maps.set_backend(id, Backend::default())?;
             free_backend_ids.push_back(id);
         }
-        self.update_fragment_entry(spec.id.address, spec.id.protocol)
+        self.update_fragment_entry(staged.id.address, staged.id.protocol)
     }
 
     /// Removes a virtual server: its entry first, then its backends.
@@ -340,12 +341,11 @@ impl<M: MapWriter> Programmer<M> {
         self.vips.get(id)?.backends.get(address).map(|(b, _)| *b)
     }
 
-    /// The VIP's active ring: backend ids by slot (built again from its
-    /// members).
+    /// The VIP's active ring: backend ids by slot (built again from the
+    /// members it was written with; `None` for an adopted VIP not set since).
     pub fn ring(&self, id: &VipId) -> Option<Vec<u32>> {
         let vip = self.vips.get(id)?;
-        let ring = self.rings.get(&(2 * vip.index + vip.active))?;
-        Some(ring.table(self.capacity.ring_size))
+        (!vip.members.is_empty()).then(|| maglev::build(&vip.members, self.capacity.ring_size))
     }
 
     /// The `VIP_FILTER` flags of `slot` for the virtual servers in `vips`.
@@ -400,6 +400,36 @@ impl<M: MapWriter> Programmer<M> {
     }
 }
 
+/// A change between [`Programmer::stage`] and [`Programmer::commit`].
+struct Staged {
+    id: VipId,
+    members: Vec<maglev::Member>,
+    /// Backend ids that left the virtual server.
+    removed: Vec<u32>,
+}
+
+/// `f` over `items` on `threads` scoped threads; results in order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if threads < 2 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Rejects combinations the data plane cannot forward.
 fn check(spec: &VipSpec, backends: &[BackendSpec]) -> Result<()> {
     for backend in backends {
@@ -413,15 +443,6 @@ fn check(spec: &VipSpec, backends: &[BackendSpec]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `(slot, new id)` where `new` differs from `old`.
-fn changed_slots<'a>(old: &'a [u32], new: &'a [u32]) -> impl Iterator<Item = (u32, u32)> + 'a {
-    old.iter()
-        .zip(new)
-        .enumerate()
-        .filter(|(_, (old, new))| old != new)
-        .map(|(slot, (_, new))| (slot as u32, *new))
 }
 
 /// The virtual server of a VIP entry; `None` for fragment entries.
@@ -583,7 +604,7 @@ mod tests {
             .map(|slot| {
                 p.maps()
                     .rings
-                    .get(&(ring_id * RING + slot))
+                    .get((ring_id * RING + slot) as usize)
                     .copied()
                     .unwrap_or(0)
             })
@@ -708,11 +729,11 @@ mod tests {
             assert_eq!(adopted.backend_id(&web.id, &b.address), *id);
         }
         // The same configuration again: the kernel's ring is the same
-        // table (in the other half, written whole as its content is unknown).
+        // table, and the other half already held it: no slot is written.
         let writes = adopted.maps().ring_writes;
         adopted.set(web, &three).unwrap();
         assert_eq!(kernel_ring(&adopted, &web), ring_before);
-        assert_eq!(adopted.maps().ring_writes - writes, RING as usize);
+        assert_eq!(adopted.maps().ring_writes - writes, 0);
         // New ids do not collide with adopted ones.
         adopted
             .set(dns, &[backend(14, 100), backend(15, 100)])

@@ -37,28 +37,31 @@ impl Rings {
             data,
             entries: info.max_entries() as usize,
         };
-        if mappable.write(&[]).is_ok() {
+        if mappable.write(0, &[]).is_ok() {
             return Ok(Self::Mapped(mappable));
         }
         let array = Array::try_from(Map::Array(mappable.data)).map_err(map_err(names::RINGS))?;
         Ok(Self::Syscalls(array))
     }
 
-    /// Writes `(index, backend id)` pairs; they are visible to the program
-    /// once this returns.
-    pub fn set(&mut self, slots: &[(u32, u32)]) -> Result<()> {
+    /// Writes `table` from slot `base`; visible to the program once this
+    /// returns. Through the mapping only the slots that differ are
+    /// stored; without it every slot is written. Returns the slots written.
+    pub fn write(&mut self, base: u32, table: &[u32]) -> Result<usize> {
         match self {
-            Self::Mapped(mappable) => mappable.write(slots).map_err(|error| {
+            Self::Mapped(mappable) => mappable.write(base as usize, table).map_err(|error| {
                 Error::Invalid(format!(
                     "writing {} through its mapping: {error}",
                     names::RINGS
                 ))
             }),
             Self::Syscalls(array) => {
-                for (index, id) in slots {
-                    array.set(*index, *id, 0).map_err(map_err(names::RINGS))?;
+                for (slot, id) in table.iter().enumerate() {
+                    array
+                        .set(base + slot as u32, *id, 0)
+                        .map_err(map_err(names::RINGS))?;
                 }
-                Ok(())
+                Ok(table.len())
             }
         }
     }
@@ -71,18 +74,21 @@ pub struct Mappable {
 }
 
 impl Mappable {
-    /// Maps the pages that hold `slots`, stores them, unmaps. With no
-    /// slots, maps the first page: a check that the map can be mapped.
-    fn write(&self, slots: &[(u32, u32)]) -> io::Result<()> {
+    /// Maps the pages that hold slots `base..base + table.len()`, stores
+    /// the slots that differ from `table`, unmaps. With an empty table,
+    /// maps one page: a check that the map can be mapped.
+    fn write(&self, base: usize, table: &[u32]) -> io::Result<usize> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let low = slots.iter().map(|(i, _)| *i as usize).min().unwrap_or(0);
-        let high = slots.iter().map(|(i, _)| *i as usize).max().unwrap_or(0);
-        if high >= self.entries.max(1) {
-            return Err(io::Error::other(format!("slot {high} out of range")));
+        let end_slot = base + table.len().max(1);
+        if end_slot > self.entries.max(1) {
+            return Err(io::Error::other(format!(
+                "slot {} out of range",
+                end_slot - 1
+            )));
         }
-        let start = low * ELEMENT_STRIDE / page * page;
-        let end = ((high + 1) * ELEMENT_STRIDE).div_ceil(page) * page;
+        let start = base * ELEMENT_STRIDE / page * page;
+        let end = (end_slot * ELEMENT_STRIDE).div_ceil(page) * page;
         let len = end - start;
         // SAFETY: a shared mapping of the map's fd, which we hold; the
         // kernel checks that the map is mmap-able and the range fits.
@@ -99,17 +105,21 @@ impl Mappable {
         if address == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        for (index, id) in slots {
-            let offset = *index as usize * ELEMENT_STRIDE - start;
-            // SAFETY: `offset` lies in the mapping (low..=high are inside
+        let mut written = 0;
+        for (i, id) in table.iter().enumerate() {
+            let offset = (base + i) * ELEMENT_STRIDE - start;
+            // SAFETY: `offset` lies in the mapping (the slots are inside
             // start..end) and is 8-byte aligned in the page-aligned mapping.
             let slot = unsafe { &*address.cast::<u8>().add(offset).cast::<AtomicU32>() };
-            slot.store(*id, Ordering::Relaxed);
+            if slot.load(Ordering::Relaxed) != *id {
+                slot.store(*id, Ordering::Relaxed);
+                written += 1;
+            }
         }
         // Before the caller flips the VIP entry to this ring.
         fence(Ordering::SeqCst);
         // SAFETY: unmapping exactly what was mapped above.
         unsafe { libc::munmap(address, len) };
-        Ok(())
+        Ok(written)
     }
 }

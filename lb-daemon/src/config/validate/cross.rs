@@ -13,8 +13,10 @@ use crate::config::{
     raw::{RawConfig, S},
 };
 
-/// Backend slots of the data plane (slot 0 is never used).
-const MAX_BACKENDS: usize = lb_common::limits::MAX_BACKENDS as usize - 1;
+/// Backends across all virtual servers. The daemon sizes the data plane's
+/// backend slots from the config (twice the count, so that a reload can
+/// replace every backend); this bounds that map at a few tens of MiB.
+const MAX_BACKENDS: usize = (1 << 20) - 1;
 
 pub(super) fn check(
     ctx: &mut Ctx<'_>,
