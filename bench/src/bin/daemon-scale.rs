@@ -8,8 +8,8 @@
 //! - a SIGHUP reload that re-weights one backend of every virtual server
 //!   (every ring rebuilt, only its changed slots written): from the signal
 //!   to "reload applied";
-//! - the daemon's resident memory after each (`VmRSS`, and `RssAnon`, its
-//!   own heap).
+//! - the daemon's resident memory after each has completed (`VmRSS`, and
+//!   `RssAnon`, its own heap).
 //!
 //! Writes `daemon-scale.{json,md}` into DIR (default `bench/results`).
 //! Runs as root with the release `lb-daemon` next to this binary (or
@@ -115,6 +115,8 @@ fn measure(
     child.kill(libc::SIGHUP)?;
     wait_for_log(&log_path, "reload applied", 1, &child)?;
     let reload = signalled.elapsed();
+    // Health checks and VRRP follow the new file, freed memory is returned.
+    wait_for_log(&log_path, "reload complete", 1, &child)?;
     let reload_memory = memory(child.pid())?;
 
     let status = child.terminate(Duration::from_secs(30))?;

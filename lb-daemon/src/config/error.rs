@@ -37,6 +37,37 @@ impl Position {
     }
 }
 
+/// Where each line of a text starts, to turn many offsets into positions
+/// without scanning the text from its start each time.
+pub struct Lines<'a> {
+    text: &'a str,
+    /// Byte offset of the start of each line.
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    /// The position of byte `offset`, as [`Position::of`] computes it.
+    pub fn position(&self, offset: usize) -> Position {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|start| *start <= offset);
+        let line_start = self.starts[line - 1];
+        Position {
+            line,
+            column: self.text[line_start..offset].chars().count() + 1,
+        }
+    }
+}
+
 /// One error in a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -199,5 +230,23 @@ mod tests {
             "lb.toml:2:3: a: bad\nlb.toml:9:3: b: bad"
         );
         assert!(ConfigErrors::new(Vec::new()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod lines_tests {
+    use super::*;
+
+    #[test]
+    fn lines_agree_with_scanning_at_every_offset() {
+        let text = "a = 1\n\nname = \"é☃\"\r\nlast";
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                lines.position(offset),
+                Position::of(text, offset),
+                "offset {offset}"
+            );
+        }
     }
 }

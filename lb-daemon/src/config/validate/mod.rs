@@ -19,7 +19,7 @@ mod vrrp;
 use std::{fmt::Display, net::IpAddr, ops::Range, path::PathBuf, time::Duration};
 
 use super::{
-    error::{ConfigError, ConfigErrors, ConfigWarning, Position},
+    error::{ConfigError, ConfigErrors, ConfigWarning, Lines, Position},
     model::{Admin, Config, Metrics, defaults},
     raw::{RawConfig, S},
 };
@@ -35,7 +35,7 @@ pub struct Checked {
 pub(super) fn validate(raw: &RawConfig, file: &str, text: &str) -> Result<Checked, ConfigErrors> {
     let mut ctx = Ctx {
         file,
-        text,
+        lines: Lines::new(text),
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -122,7 +122,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, text: &str) -> Result<Checke
 /// `field` arguments are full paths such as `virtual_server[0].port`.
 pub(super) struct Ctx<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: Lines<'a>,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
 }
@@ -132,7 +132,7 @@ impl Ctx<'_> {
     fn error(&mut self, span: &Range<usize>, field: &str, message: impl Into<String>) {
         self.errors.push(ConfigError::Invalid {
             file: self.file.to_owned(),
-            position: Position::of_span(self.text, span),
+            position: self.lines.position(span.start),
             field: field.to_owned(),
             message: message.into(),
         });
@@ -142,7 +142,7 @@ impl Ctx<'_> {
     fn warn(&mut self, span: &Range<usize>, field: &str, message: impl Into<String>) {
         self.warnings.push(ConfigWarning {
             file: self.file.to_owned(),
-            position: Position::of_span(self.text, span),
+            position: self.lines.position(span.start),
             field: field.to_owned(),
             message: message.into(),
         });
@@ -150,7 +150,7 @@ impl Ctx<'_> {
 
     /// The line `span` starts on, for "also defined at line N".
     fn line(&self, span: &Range<usize>) -> usize {
-        Position::of_span(self.text, span).line
+        self.lines.position(span.start).line
     }
 
     /// `value`, or an error at `table` (the enclosing table) if absent.
