@@ -120,12 +120,10 @@ fn config(c: &mut Criterion) {
     let mut group = c.benchmark_group("config");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
 
-    let old_text = fixtures::config_toml(1_000, 100, |_, _| 100);
-    let new_text = fixtures::config_toml(
-        1_000,
-        100,
-        |i, j| if i % 10 == 0 && j == 0 { 50 } else { 100 },
-    );
+    let old_text = fixtures::config_toml(1_000, 100, "tcp", |_, _| 100);
+    let new_text = fixtures::config_toml(1_000, 100, "tcp", |i, j| {
+        if i % 10 == 0 && j == 0 { 50 } else { 100 }
+    });
     group.throughput(Throughput::Bytes(old_text.len() as u64));
     group.bench_function("parse_1000x100", |b| {
         b.iter(|| config::parse(black_box(&old_text), "old.toml").expect("valid"));

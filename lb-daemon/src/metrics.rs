@@ -12,7 +12,7 @@
 //!
 //! [`METRICS`] lists every family with its type and labels; the Grafana
 //! dashboard test checks its queries against it.
-use std::{collections::HashMap, collections::HashSet, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -21,7 +21,10 @@ use prometheus::{
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::status::{Health, Status, VrrpState};
+use crate::{
+    health::CheckResult,
+    status::{Health, Status, VrrpState},
+};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -314,34 +317,23 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// Every family, live and from `status`, sorted by name. Health-check
-    /// series of backends that `status` no longer has (removed by a
-    /// reload) are left out.
-    pub fn gather(&self, status: &Status) -> Vec<MetricFamily> {
-        let configured: HashSet<(&str, String)> = status
-            .virtual_servers
-            .iter()
-            .flat_map(|vs| {
-                vs.backends
-                    .iter()
-                    .map(|b| (vs.name.as_str(), b.address.to_string()))
-            })
-            .collect();
-        let mut families = self.registry.gather();
-        for family in &mut families {
-            if family.name() == HEALTH_CHECKS.name || family.name() == HEALTH_CHECK_DURATION.name {
-                family.mut_metric().retain(|metric| {
-                    let label = |name: &str| {
-                        metric
-                            .get_label()
-                            .iter()
-                            .find(|pair| pair.name() == name)
-                            .map_or("", |pair| pair.value())
-                    };
-                    configured.contains(&(label("virtual_server"), label("backend").to_owned()))
-                });
-            }
+    /// Drops the health-check series of a backend whose checks stopped
+    /// (removed by a reload, or its check set to none).
+    pub fn forget_backend(&self, virtual_server: &str, backend: IpAddr) {
+        let backend = backend.to_string();
+        for result in CheckResult::LABELS {
+            let _ = self
+                .health_checks
+                .remove_label_values(&[virtual_server, &backend, result]);
         }
+        let _ = self
+            .health_check_duration
+            .remove_label_values(&[virtual_server, &backend]);
+    }
+
+    /// Every family, live and from `status`, sorted by name.
+    pub fn gather(&self, status: &Status) -> Vec<MetricFamily> {
+        let mut families = self.registry.gather();
         let collector = StatusCollector {
             descs: &self.snapshot_descs,
             status,

@@ -223,6 +223,46 @@ impl Socket {
     }
 }
 
+/// A kernel error with the extended-ack message the kernel gave for it.
+/// Carried inside an `io::Error` (whose own errno it then lacks); see [`errno`].
+#[derive(Debug)]
+pub struct KernelError {
+    pub errno: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let error = io::Error::from_raw_os_error(self.errno);
+        write!(f, "{error}: {}", self.message)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// The errno of an error from this module, with or without a kernel message.
+pub fn errno(error: &io::Error) -> Option<i32> {
+    error.raw_os_error().or_else(|| {
+        error
+            .get_ref()?
+            .downcast_ref::<KernelError>()
+            .map(|k| k.errno)
+    })
+}
+
+/// The index of interface `name` in this thread's network namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c_name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name}"),
+        )),
+        index => Ok(index),
+    }
+}
+
 /// The result carried by an `NLMSG_ERROR` payload (0 is an ack).
 fn error_of(payload: &[u8]) -> io::Result<()> {
     let code = payload
@@ -242,9 +282,13 @@ fn error_of(payload: &[u8]) -> io::Result<()> {
                 .to_owned()
         });
     Err(match message {
-        Some(message) if !message.is_empty() => {
-            io::Error::new(io_error.kind(), format!("{io_error}: {message}"))
-        }
+        Some(message) if !message.is_empty() => io::Error::new(
+            io_error.kind(),
+            KernelError {
+                errno: -code,
+                message,
+            },
+        ),
         _ => io_error,
     })
 }
@@ -302,7 +346,7 @@ mod tests {
         payload.extend_from_slice(&[0u8; HEADER_LEN]);
         payload.extend_from_slice(&[7, 0, 1, 0, b'n', b'o', b'\0', 0]);
         let error = error_of(&payload).unwrap_err();
-        assert_eq!(error.raw_os_error(), None);
+        assert_eq!(errno(&error), Some(libc::ENODEV));
         assert!(error.to_string().ends_with(": no"), "{error}");
         assert!(error_of(&0i32.to_ne_bytes()).is_ok());
         assert!(error_of(&[1]).is_err());

@@ -80,6 +80,8 @@ pub struct BackendStatus {
     /// Drained through the admin API (no new flows, established ones stay).
     pub drained: bool,
     pub health: Health,
+    /// Its Ethernet next hop is known; without one it gets no packets.
+    pub next_hop: bool,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -90,9 +92,10 @@ impl BackendStatus {
         if self.drained { 0 } else { self.weight }
     }
 
-    /// Whether new flows may be sent to this backend.
+    /// Whether new flows may be sent to this backend (as the data plane
+    /// is programmed: healthy, next hop known, weight above 0).
     pub fn takes_new_flows(&self) -> bool {
-        self.health == Health::Up && self.effective_weight() > 0
+        self.health == Health::Up && self.next_hop && self.effective_weight() > 0
     }
 }
 
@@ -173,6 +176,7 @@ impl Status {
             weight,
             drained,
             health,
+            next_hop: true,
             packets,
             bytes: packets * 100,
         };

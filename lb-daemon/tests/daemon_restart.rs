@@ -16,10 +16,10 @@ use std::{
 };
 
 use lb_daemon::dataplane::attach;
-use lb_lab::{EchoStream, Topology, TopologyOptions, unique_prefix, wait_until};
-use support::daemon::{
-    Daemon, TempDir, backends_with_echo, balancer_config, pass_on_balancer_ports,
+use lb_lab::{
+    BalancerConfig, EchoStream, HealthKind, Topology, TopologyOptions, unique_prefix, wait_until,
 };
+use support::daemon::{Daemon, TempDir, backends_with_echo, pass_on_balancer_ports};
 
 const PORT: u16 = 7000;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,7 +40,10 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
         .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
         .unwrap();
     let dir = TempDir::new(&prefix);
-    let config = balancer_config(&lab, vip, PORT, "kind = \"none\"");
+    let backends: Vec<IpAddr> = lab.backends().iter().map(|b| b.addr_like(vip)).collect();
+    let mut config = BalancerConfig::new("echo", vip, PORT, &backends);
+    config.health.kind = HealthKind::None;
+    let config = config.to_toml();
     let first = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
     first.wait_log("running", 1, TIMEOUT);
 

@@ -251,7 +251,7 @@ impl Watch {
         let (first_tx, first_rx) = std::sync::mpsc::channel();
         let thread = ns
             .spawn_thread(move || {
-                let ifindex = addresses::ifindex("eth0").unwrap();
+                let ifindex = lb_daemon::netlink::ifindex("eth0").unwrap();
                 let start = Instant::now();
                 while !stop2.load(Ordering::Relaxed) && start.elapsed() < WATCH_LIMIT {
                     let now = Instant::now();

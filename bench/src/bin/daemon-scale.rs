@@ -23,7 +23,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use lb_lab::{Netns, link, unique_prefix};
+use lb_bench::fixtures;
+use lb_lab::{Netns, link, unique_prefix, wait_until};
 use serde_json::json;
 
 /// Backends per virtual server.
@@ -106,17 +107,17 @@ fn measure(
         .stderr(log);
     let started = Instant::now();
     let child = lb.spawn(command)?;
-    wait_for_log(&log_path, "running", 1, &child)?;
+    wait_for_log(&log_path, "running", &child)?;
     let start = started.elapsed();
     let start_memory = memory(child.pid())?;
 
     fs::write(&config, config_text(virtual_servers, 1))?;
     let signalled = Instant::now();
     child.kill(libc::SIGHUP)?;
-    wait_for_log(&log_path, "reload applied", 1, &child)?;
+    wait_for_log(&log_path, "reload applied", &child)?;
     let reload = signalled.elapsed();
     // Health checks and VRRP follow the new file, freed memory is returned.
-    wait_for_log(&log_path, "reload complete", 1, &child)?;
+    wait_for_log(&log_path, "reload complete", &child)?;
     let reload_memory = memory(child.pid())?;
 
     let status = child.terminate(Duration::from_secs(30))?;
@@ -133,60 +134,26 @@ fn measure(
     })
 }
 
-/// `virtual_servers` × [`BACKENDS`]; `generation` 1 re-weights the first
-/// backend of each.
+/// `virtual_servers` × [`BACKENDS`] without health checks; `generation` 1
+/// re-weights the first backend of each.
 fn config_text(virtual_servers: usize, generation: u32) -> String {
-    let mut text = format!(
-        "[dataplane]\ninterfaces = [\"eth0\"]\nflow_table_size = 65536\n\
-         maglev_table_size = 65537\nmax_virtual_servers = {virtual_servers}\n"
-    );
-    for vs in 0..virtual_servers {
-        let _ = write!(
-            text,
-            "\n[[virtual_server]]\nname = \"vs{vs}\"\naddress = \"198.18.{}.{}\"\nport = 80\n\
-             protocol = \"tcp\"\n[virtual_server.health_check]\nkind = \"none\"\n",
-            vs / 250,
-            vs % 250 + 1
-        );
-        for backend in 0..BACKENDS {
-            let n = (vs * BACKENDS + backend) as u32 + 1;
-            let weight = if backend == 0 {
-                100 + 50 * generation
-            } else {
-                100
-            };
-            let _ = write!(
-                text,
-                "[[virtual_server.backend]]\naddress = \"10.{}.{}.{}\"\nweight = {weight}\n",
-                n >> 16,
-                (n >> 8) & 0xff,
-                n & 0xff
-            );
+    fixtures::config_toml(virtual_servers, BACKENDS, "none", |_, backend| {
+        if backend == 0 {
+            100 + 50 * generation
+        } else {
+            100
         }
-    }
-    text
+    })
 }
 
-fn wait_for_log(
-    path: &Path,
-    needle: &str,
-    count: usize,
-    child: &lb_lab::NsChild,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+fn wait_for_log(path: &Path, needle: &str, child: &lb_lab::NsChild) -> anyhow::Result<()> {
+    wait_until(TIMEOUT, needle, || {
         let text = fs::read_to_string(path).unwrap_or_default();
-        if text.matches(needle).count() >= count {
-            return Ok(());
-        }
         if let Some(status) = child.try_wait()? {
             bail!("lb-daemon exited with {status}:\n{text}");
         }
-        if Instant::now() > deadline {
-            bail!("no {needle:?} after {TIMEOUT:?}:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        Ok(text.contains(needle).then_some(()))
+    })
 }
 
 fn memory(pid: u32) -> anyhow::Result<Memory> {

@@ -206,6 +206,14 @@ impl Protocol {
             Self::Udp => 17,
         }
     }
+
+    /// The name the configuration uses (and status and metrics show).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
 }
 
 /// How a virtual server picks a backend for a new flow.

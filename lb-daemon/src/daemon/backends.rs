@@ -4,7 +4,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
-    config::{Config, VirtualServer},
+    config::{Backend, Config, VirtualServer},
     dataplane::{BackendSpec, VipSpec, programmer::VipId},
     status::{BackendStatus, Health},
 };
@@ -20,6 +20,21 @@ pub struct BackendState {
     /// Ethernet destination (the backend in dsr mode, the next hop in
     /// tunnel mode); `None` until the kernel has resolved it.
     pub mac: Option<[u8; 6]>,
+}
+
+impl BackendState {
+    /// The status of `backend` in this state, with its (packets, bytes).
+    fn status(&self, backend: &Backend, (packets, bytes): (u64, u64)) -> BackendStatus {
+        BackendStatus {
+            address: backend.address,
+            weight: backend.weight,
+            drained: self.drained,
+            health: self.health,
+            next_hop: self.mac.is_some(),
+            packets,
+            bytes,
+        }
+    }
 }
 
 impl Default for BackendState {
@@ -89,11 +104,13 @@ impl Backends {
             .iter()
             .map(|b| {
                 let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
+                // The status's rules, so that what it shows is what is programmed.
+                let status = state.status(b, (0, 0));
                 BackendSpec {
                     address: b.address,
                     mac: state.mac.unwrap_or_default(),
-                    weight: if state.drained { 0 } else { b.weight },
-                    up: state.health == Health::Up && state.mac.is_some(),
+                    weight: status.effective_weight(),
+                    up: status.health == Health::Up && status.next_hop,
                 }
             })
             .collect();
@@ -110,15 +127,7 @@ impl Backends {
             .iter()
             .map(|b| {
                 let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
-                let (packets, bytes) = counter(b.address);
-                BackendStatus {
-                    address: b.address,
-                    weight: b.weight,
-                    drained: state.drained,
-                    health: state.health,
-                    packets,
-                    bytes,
-                }
+                state.status(b, counter(b.address))
             })
             .collect()
     }

@@ -129,18 +129,22 @@ impl Dataplane {
         Ok(self.balancer.maps().counters()?)
     }
 
-    /// Packets and bytes of the backend `address` of the virtual server `id`.
+    /// Packets and bytes of the backend `address` of the virtual server
+    /// `id`: from `counters` (a snapshot) or, without one, read now.
     pub fn backend_counter(
         &self,
-        counters: &Counters,
+        counters: Option<&Counters>,
         id: &crate::dataplane::programmer::VipId,
         address: IpAddr,
     ) -> (u64, u64) {
-        self.balancer
-            .programmer()
-            .backend_id(id, &address)
-            .and_then(|b| counters.backends.get(b as usize))
-            .map_or((0, 0), |c| (c.packets, c.bytes))
+        let Some(backend) = self.balancer.programmer().backend_id(id, &address) else {
+            return (0, 0);
+        };
+        let counter = match counters {
+            Some(counters) => counters.backends.get(backend as usize).copied(),
+            None => self.balancer.maps().backend_counter(backend).ok(),
+        };
+        counter.map_or((0, 0), |c| (c.packets, c.bytes))
     }
 
     pub fn status(&self, counters: &Counters) -> DataplaneStatus {

@@ -126,6 +126,13 @@ impl Daemon {
     /// server (within this call, so within one interval of the check) and
     /// updates VRRP tracking.
     fn health_report(&self, report: Report) {
+        // A late report of a check a reload stopped is not counted.
+        if !self
+            .health
+            .is_checked(&report.virtual_server, report.backend)
+        {
+            return;
+        }
         self.metrics.observe_health_check(
             &report.virtual_server,
             report.backend,
@@ -181,7 +188,9 @@ impl Daemon {
         }
         // Checks follow the config in force; a backend whose check went
         // away (kind none) is up again.
-        self.health.sync(targets);
+        for (virtual_server, backend) in self.health.sync(targets) {
+            self.metrics.forget_backend(&virtual_server, backend);
+        }
         let health = &self.health;
         let result = tokio::task::block_in_place(|| {
             self.shared

@@ -113,24 +113,18 @@ impl Shared {
         }
         inner.backends.sync(&config);
         let old = std::mem::replace(&mut inner.config, config);
-        resolve_next_hops(inner);
-        for name in &changes.virtual_servers_removed {
-            if let (Some(vs), Some(dataplane)) = (old.virtual_server(name), &mut inner.dataplane) {
-                dataplane
-                    .balancer_mut()
-                    .programmer_mut()
-                    .remove(&vip_id(vs))?;
-            }
-        }
-        // A listener change removes the old VIP entry first.
-        for change in changes
-            .virtual_servers_changed
-            .iter()
-            .filter(|c| c.listener)
-        {
-            if let (Some(vs), Some(dataplane)) =
-                (old.virtual_server(&change.name), &mut inner.dataplane)
-            {
+        touched.extend(resolve_next_hops(inner));
+        // Removed virtual servers go, and so does the old VIP entry of one
+        // whose address, port or protocol changed.
+        let gone = changes.virtual_servers_removed.iter().chain(
+            changes
+                .virtual_servers_changed
+                .iter()
+                .filter(|c| c.listener)
+                .map(|c| &c.name),
+        );
+        if let Some(dataplane) = &mut inner.dataplane {
+            for vs in gone.filter_map(|name| old.virtual_server(name)) {
                 dataplane
                     .balancer_mut()
                     .programmer_mut()
@@ -168,9 +162,10 @@ impl Shared {
     /// Sets every backend's health to what `health` says (after the
     /// checks were changed by a reload); reprograms where it changed.
     pub fn reconcile_health(&self, health: impl Fn(&str, IpAddr) -> Health) -> Result<()> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let mut changed = BTreeSet::new();
-        for vs in inner.config.virtual_servers.clone() {
+        for vs in &inner.config.virtual_servers {
             for backend in &vs.backends {
                 let now = health(&vs.name, backend.address);
                 if let Some(state) = inner.backends.get_mut(&vs.name, backend.address)
@@ -181,7 +176,7 @@ impl Shared {
                 }
             }
         }
-        program_all(&mut inner, &changed)
+        program_all(inner, &changed)
     }
 
     /// Each virtual server and whether it has a healthy backend (VRRP
@@ -220,12 +215,21 @@ impl Shared {
         state.drained = drained;
         program(&mut inner, virtual_server).map_err(|e| ControlError::Failed(format!("{e:#}")))?;
         info!(virtual_server, %backend, drained, "drain state changed");
-        let status = status_of(&inner);
-        status
-            .virtual_servers
+        let vs = inner
+            .config
+            .virtual_server(virtual_server)
+            .ok_or_else(unknown_backend)?;
+        let id = vip_id(vs);
+        // Counters of this backend only, not a snapshot of all.
+        let counter = |address: IpAddr| match &inner.dataplane {
+            Some(dataplane) if address == backend => dataplane.backend_counter(None, &id, address),
+            _ => (0, 0),
+        };
+        inner
+            .backends
+            .status(vs, counter)
             .into_iter()
-            .find(|vs| vs.name == virtual_server)
-            .and_then(|vs| vs.backends.into_iter().find(|b| b.address == backend))
+            .find(|b| b.address == backend)
             .ok_or_else(unknown_backend)
     }
 
@@ -405,7 +409,7 @@ fn status_of(inner: &Inner) -> Status {
                         .copied()
                         .unwrap_or_default();
                     let backends = inner.backends.status(vs, |address| {
-                        dataplane.backend_counter(counters, &id, address)
+                        dataplane.backend_counter(Some(counters), &id, address)
                     });
                     (vip.packets, vip.bytes, vip.flows, backends)
                 }
@@ -415,16 +419,8 @@ fn status_of(inner: &Inner) -> Status {
                 name: vs.name.clone(),
                 address: vs.address,
                 port: vs.port,
-                protocol: match vs.protocol {
-                    crate::config::Protocol::Tcp => "tcp",
-                    crate::config::Protocol::Udp => "udp",
-                }
-                .to_owned(),
-                forwarding: match vs.forwarding {
-                    Forwarding::Tunnel => "tunnel",
-                    Forwarding::Dsr => "dsr",
-                }
-                .to_owned(),
+                protocol: vs.protocol.as_str().to_owned(),
+                forwarding: vs.forwarding.as_str().to_owned(),
                 packets,
                 bytes,
                 flows,

@@ -5,13 +5,10 @@
 //! killed, in any network namespace, without a bpffs to pin a link in.
 //! A restarted daemon finds it again with [`attached`] and adopts it.
 //! Interfaces are looked up in the calling thread's network namespace.
-use std::{
-    ffi::CString,
-    os::fd::{AsRawFd, BorrowedFd},
-};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::{Error, Result};
-use crate::netlink::{Message, Socket, find_attribute};
+use crate::netlink::{self, Message, Socket, find_attribute};
 
 /// How the program is attached (`xdp_mode` in the configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -36,12 +33,7 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 /// The ifindex of `name` in this thread's network namespace.
 pub fn ifindex(name: &str) -> Result<u32> {
-    let c_name = CString::new(name).map_err(|_| Error::NoInterface(name.to_owned()))?;
-    // SAFETY: a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
-        0 => Err(Error::NoInterface(name.to_owned())),
-        index => Ok(index),
-    }
+    netlink::ifindex(name).map_err(|_| Error::NoInterface(name.to_owned()))
 }
 
 /// Attaches `program` to `ifindex`, replacing whatever is attached in that

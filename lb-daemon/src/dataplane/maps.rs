@@ -48,6 +48,14 @@ pub struct Counters {
     pub backends: Vec<Counter>,
 }
 
+/// A per-CPU counter summed over CPUs.
+fn sum_counter(values: &aya::maps::PerCpuValues<Counter>) -> Counter {
+    values.iter().fold(Counter::default(), |a, c| Counter {
+        packets: a.packets + c.packets,
+        bytes: a.bytes + c.bytes,
+    })
+}
+
 /// The balancer's maps in the kernel.
 pub struct BpfMaps {
     vips_v4: BpfHashMap<MapData, Vip4Key, VipMeta>,
@@ -85,12 +93,6 @@ impl BpfMaps {
 
     /// All counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters> {
-        fn sum_counter(values: &aya::maps::PerCpuValues<Counter>) -> Counter {
-            values.iter().fold(Counter::default(), |a, c| Counter {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-            })
-        }
         let mut out = Counters {
             stats: self.stats()?,
             ..Counters::default()
@@ -110,14 +112,19 @@ impl BpfMaps {
                     }),
             );
         }
-        for index in 0..self.backend_stats.len() {
-            let values = self
-                .backend_stats
-                .get(&index, 0)
-                .map_err(map_err(names::BACKEND_STATS))?;
-            out.backends.push(sum_counter(&values));
+        for id in 0..self.backend_stats.len() {
+            out.backends.push(self.backend_counter(id)?);
         }
         Ok(out)
+    }
+
+    /// The counter of backend `id`, summed over CPUs.
+    pub fn backend_counter(&self, id: u32) -> Result<Counter> {
+        let values = self
+            .backend_stats
+            .get(&id, 0)
+            .map_err(map_err(names::BACKEND_STATS))?;
+        Ok(sum_counter(&values))
     }
 
     /// The verdict and event counters (indexed by `lb_common::stats`),

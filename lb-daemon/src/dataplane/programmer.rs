@@ -35,6 +35,16 @@ pub enum Forwarding {
     Dsr,
 }
 
+impl Forwarding {
+    /// The name the configuration uses (and status shows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tunnel => "tunnel",
+            Self::Dsr => "dsr",
+        }
+    }
+}
+
 /// A virtual server as the data plane sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipId {

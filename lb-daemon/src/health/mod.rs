@@ -143,7 +143,9 @@ impl Supervisor {
     ///
     /// # Panics
     /// Outside a tokio runtime (the checkers are spawned on it).
-    pub fn sync(&mut self, targets: Vec<Target>) {
+    ///
+    /// Returns the (virtual server, backend) pairs whose checks stopped.
+    pub fn sync(&mut self, targets: Vec<Target>) -> Vec<(String, IpAddr)> {
         let mut wanted: HashMap<Key, Target> = HashMap::new();
         for target in targets {
             if target.check.kind != HealthCheckKind::None {
@@ -169,9 +171,18 @@ impl Supervisor {
             };
             self.checkers.insert(key, checker);
         }
-        for checker in old.into_values() {
-            checker.task.abort();
-        }
+        old.into_iter()
+            .map(|(key, checker)| {
+                checker.task.abort();
+                key
+            })
+            .collect()
+    }
+
+    /// Whether `backend` of `virtual_server` is being checked.
+    pub fn is_checked(&self, virtual_server: &str, backend: IpAddr) -> bool {
+        self.checkers
+            .contains_key(&(virtual_server.to_owned(), backend))
     }
 
     fn spawn(&self, target: Target, health: Health) -> Checker {

@@ -12,6 +12,9 @@ pub enum CheckResult {
 }
 
 impl CheckResult {
+    /// Every value of [`Self::label`].
+    pub const LABELS: [&'static str; 3] = ["success", "failure", "timeout"];
+
     /// The `result` label of `lb_health_checks_total`.
     pub fn label(&self) -> &'static str {
         match self {

@@ -270,6 +270,8 @@ fn health_checks_of_removed_backends_are_not_exported() {
     status.virtual_servers[0]
         .backends
         .retain(|b: &BackendStatus| b.address.to_string() != "10.0.0.13");
+    // A reload stopped its checks: the daemon forgets the backend.
+    metrics.forget_backend("web", "10.0.0.13".parse().unwrap());
     let text = metrics.render(&status);
     assert!(!text.contains("10.0.0.13"), "{text}");
 }

@@ -4,7 +4,6 @@
 //! MAC address (`RTM_GETLINK`). Everything acts in the calling thread's
 //! network namespace.
 use std::{
-    ffi::CString,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
@@ -21,19 +20,6 @@ const IFA_F_NODAD: u8 = 0x02;
 // linux/if_link.h
 const IFLA_ADDRESS: u16 = 1;
 
-/// The index of interface `name`, if it exists.
-pub fn ifindex(name: &str) -> io::Result<u32> {
-    let c_name = CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
-        0 => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface {name}"),
-        )),
-        index => Ok(index),
-    }
-}
-
 /// Adds `net` to interface `ifindex` (IPv6 without duplicate address
 /// detection, so that it is usable at once). Already present is fine.
 pub fn add(ifindex: u32, net: &IpNet) -> io::Result<()> {
@@ -48,9 +34,10 @@ pub fn add(ifindex: u32, net: &IpNet) -> io::Result<()> {
 pub fn remove(ifindex: u32, net: &IpNet) -> io::Result<()> {
     match Socket::open()?.execute(address_message(libc::RTM_DELADDR, 0, ifindex, net)) {
         Err(error)
-            if error.kind() == io::ErrorKind::AddrNotAvailable
-                || error.raw_os_error() == Some(libc::EADDRNOTAVAIL)
-                || error.raw_os_error() == Some(libc::ENODEV) =>
+            if matches!(
+                netlink::errno(&error),
+                Some(libc::EADDRNOTAVAIL | libc::ENODEV)
+            ) =>
         {
             Ok(())
         }
@@ -179,5 +166,5 @@ pub fn link(ifindex: u32) -> io::Result<Link> {
 
 /// The state of interface `name`; a missing interface is down.
 pub fn link_up(name: &str) -> bool {
-    ifindex(name).and_then(link).is_ok_and(|l| l.up)
+    netlink::ifindex(name).and_then(link).is_ok_and(|l| l.up)
 }

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::{
     config::{Track, VrrpInstance, VrrpVersion},
+    netlink,
     status::{TransitionCounts, VrrpState, VrrpStatus},
 };
 
@@ -145,7 +146,7 @@ enum Input {
 impl Instance {
     fn new(config: VrrpInstance, health: Arc<HealthMap>) -> anyhow::Result<Instance> {
         let v6 = config.is_ipv6();
-        let ifindex = addresses::ifindex(&config.interface)?;
+        let ifindex = netlink::ifindex(&config.interface)?;
         let global = config.unicast_peers.iter().any(|peer| match peer {
             IpAddr::V6(v6) => !v6.is_unicast_link_local(),
             IpAddr::V4(_) => false,

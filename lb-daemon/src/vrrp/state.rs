@@ -187,9 +187,7 @@ impl Machine {
             }
             (VrrpState::Master, Event::Shutdown) => {
                 // §6.4.3: cancel the Adver_Timer, send priority 0.
-                out.push(Action::SendAdvert { priority: 0 });
-                out.push(Action::RemoveAddresses);
-                self.enter(VrrpState::Initialize, None, out);
+                self.resign(VrrpState::Initialize, out);
             }
             (VrrpState::Backup | VrrpState::Fault, Event::Shutdown) => {
                 self.enter(VrrpState::Initialize, None, out);
@@ -317,6 +315,14 @@ impl Machine {
         self.arm_master_down(now);
     }
 
+    /// A master steps down: a priority-0 advert (the backup takes over
+    /// after Skew_Time), its addresses removed, then `to`.
+    fn resign(&mut self, to: VrrpState, out: &mut Vec<Action>) {
+        out.push(Action::SendAdvert { priority: 0 });
+        out.push(Action::RemoveAddresses);
+        self.enter(to, None, out);
+    }
+
     fn track(&mut self, effective_priority: u8, fault: bool, now: Instant, out: &mut Vec<Action>) {
         let changed = effective_priority != self.effective_priority;
         self.effective_priority = effective_priority;
@@ -328,9 +334,7 @@ impl Machine {
             VrrpState::Master if fault => {
                 // Resign at once, as keepalived does, rather than make the
                 // backup wait for Master_Down_Interval.
-                out.push(Action::SendAdvert { priority: 0 });
-                out.push(Action::RemoveAddresses);
-                self.enter(VrrpState::Fault, None, out);
+                self.resign(VrrpState::Fault, out);
             }
             VrrpState::Backup if fault => self.enter(VrrpState::Fault, None, out),
             VrrpState::Master if changed => {

@@ -111,10 +111,7 @@ impl Discard {
 
     /// Position in [`Discard::ALL`] (for counter arrays).
     pub fn index(self) -> usize {
-        Discard::ALL
-            .iter()
-            .position(|d| *d == self)
-            .unwrap_or_default()
+        self as usize
     }
 }
 

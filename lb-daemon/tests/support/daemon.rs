@@ -116,35 +116,3 @@ pub fn backends_with_echo(lab: &Topology, vip: IpAddr, port: u16) -> Vec<EchoBac
         })
         .collect()
 }
-
-/// A balancer config for `lab`: one tcp virtual server on `vip:port`
-/// over its backends, `extra` appended to the virtual server.
-pub fn balancer_config(lab: &Topology, vip: IpAddr, port: u16, health: &str) -> String {
-    let mut text = format!(
-        r#"
-[dataplane]
-interfaces = ["eth0"]
-xdp_mode = "driver"
-flow_table_size = 65536
-maglev_table_size = 65537
-max_virtual_servers = 8
-
-[[virtual_server]]
-name = "echo"
-address = "{vip}"
-port = {port}
-protocol = "tcp"
-forwarding = "tunnel"
-
-[virtual_server.health_check]
-{health}
-"#
-    );
-    for be in lab.backends() {
-        text.push_str(&format!(
-            "\n[[virtual_server.backend]]\naddress = \"{}\"\n",
-            be.addr_like(vip)
-        ));
-    }
-    text
-}

@@ -132,10 +132,7 @@ fn virtual_server_identity(
         let key = (vs.address, vs.port, vs.protocol);
         if let Some(first) = listeners.insert(key, address_span.clone()) {
             let line = ctx.line(&first);
-            let protocol = match vs.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
+            let protocol = vs.protocol.as_str();
             ctx.error(
                 &address_span,
                 &format!("virtual_server[{i}].address"),
