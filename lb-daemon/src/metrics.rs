@@ -193,25 +193,25 @@ const SNAPSHOT_METRICS: [MetricInfo; 13] = [
     FLOW_TABLE_LOOKUPS,
 ];
 
+/// Families observed as they happen (health checks) or constant.
+const LIVE_METRICS: [MetricInfo; 3] = [HEALTH_CHECKS, HEALTH_CHECK_DURATION, BUILD_INFO];
+
 /// Every metric family the daemon exports.
-pub const METRICS: [MetricInfo; 16] = [
-    VIP_PACKETS,
-    VIP_BYTES,
-    VIP_FLOWS,
-    BACKEND_PACKETS,
-    BACKEND_BYTES,
-    BACKEND_UP,
-    BACKEND_WEIGHT,
-    HEALTH_CHECKS,
-    HEALTH_CHECK_DURATION,
-    VRRP_STATE,
-    VRRP_TRANSITIONS,
-    VRRP_ADVERTS,
-    VRRP_ADVERTS_DISCARDED,
-    XDP_PACKETS,
-    FLOW_TABLE_LOOKUPS,
-    BUILD_INFO,
-];
+pub const METRICS: [MetricInfo; 16] = concat(SNAPSHOT_METRICS, LIVE_METRICS);
+
+const fn concat(snapshot: [MetricInfo; 13], live: [MetricInfo; 3]) -> [MetricInfo; 16] {
+    let mut all = [BUILD_INFO; 16];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < snapshot.len() {
+            snapshot[i]
+        } else {
+            live[i - snapshot.len()]
+        };
+        i += 1;
+    }
+    all
+}
 
 /// Data-plane verdict counters are named `ACTION_reason`
 /// (`lb_common::stats::NAMES`); `lb_xdp_packets_total` sums them by action.
@@ -291,11 +291,6 @@ impl Metrics {
             health_check_duration,
             snapshot_descs,
         }
-    }
-
-    /// Names of every metric family the daemon exports.
-    pub fn metric_names() -> Vec<&'static str> {
-        METRICS.iter().map(|info| info.name).collect()
     }
 
     /// Records one health check of `backend` of `virtual_server`:

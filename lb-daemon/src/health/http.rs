@@ -101,8 +101,8 @@ where
     stream
         .write_all(request)
         .await
-        .map_err(|e| io_failure(&e))?;
-    stream.flush().await.map_err(|e| io_failure(&e))?;
+        .map_err(|e| Failure::from_io(&e))?;
+    stream.flush().await.map_err(|e| Failure::from_io(&e))?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
@@ -112,7 +112,7 @@ where
             // A TLS peer that closes without close_notify: treat like a
             // plain close once something has arrived.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => 0,
-            Err(e) => return Err(io_failure(&e)),
+            Err(e) => return Err(Failure::from_io(&e)),
         };
         buf.extend_from_slice(&chunk[..read]);
         let end = read == 0 || buf.len() >= MAX_RESPONSE;
@@ -124,18 +124,6 @@ where
         if end {
             return Err(Failure::BadResponse("incomplete response".into()));
         }
-    }
-}
-
-/// Maps an error of the stream: TLS errors surface from tokio-rustls as
-/// `InvalidData` wrapping a `rustls::Error`.
-pub(crate) fn io_failure(error: &std::io::Error) -> Failure {
-    match error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => Failure::Tls(tls.to_string()),
-        None => Failure::from_io(error),
     }
 }
 

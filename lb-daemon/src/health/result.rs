@@ -94,8 +94,16 @@ pub enum Failure {
 
 impl Failure {
     /// Classifies a socket error.
+    /// TLS errors surface from tokio-rustls as `InvalidData` wrapping a
+    /// `rustls::Error`.
     pub fn from_io(error: &io::Error) -> Self {
         use io::ErrorKind as K;
+        if let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Self::Tls(tls.to_string());
+        }
         match error.kind() {
             K::ConnectionRefused => Self::Refused,
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {

@@ -20,7 +20,7 @@ use rustls::{
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use super::{http::io_failure, result::Failure};
+use super::result::Failure;
 
 /// Runs the TLS handshake over `tcp` with the backend `address`.
 pub async fn connect(
@@ -33,7 +33,7 @@ pub async fn connect(
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|e| io_failure(&e))
+        .map_err(|e| Failure::from_io(&e))
 }
 
 /// The shared client configuration for `verify` (built once per process).
