@@ -4,7 +4,7 @@
 //! so the daemon never sends probe traffic of its own.
 use std::{io, net::IpAddr};
 
-use crate::netlink::{Message, Reply, Socket, attributes};
+use crate::netlink::{Message, Reply, Socket, address, attributes};
 
 // linux/rtnetlink.h, linux/neighbour.h
 const RTA_DST: u16 = 1;
@@ -129,13 +129,5 @@ fn family_of(address: IpAddr) -> (u8, u8, Vec<u8>) {
     match address {
         IpAddr::V4(a) => (libc::AF_INET as u8, 32, a.octets().to_vec()),
         IpAddr::V6(a) => (libc::AF_INET6 as u8, 128, a.octets().to_vec()),
-    }
-}
-
-fn address(value: &[u8]) -> Option<IpAddr> {
-    match value.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(value).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(value).ok()?)),
-        _ => None,
     }
 }

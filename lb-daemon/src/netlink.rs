@@ -5,6 +5,7 @@
 //! network namespace.
 use std::{
     io,
+    net::IpAddr,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
@@ -64,6 +65,11 @@ impl Message {
         self.bytes[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
+    fn add_flags(&mut self, flags: u16) {
+        let old = u16::from_ne_bytes([self.bytes[6], self.bytes[7]]);
+        self.bytes[6..8].copy_from_slice(&(old | flags).to_ne_bytes());
+    }
+
     fn finish(mut self) -> Vec<u8> {
         let len = self.bytes.len() as u32;
         self.bytes[..4].copy_from_slice(&len.to_ne_bytes());
@@ -116,44 +122,30 @@ impl Socket {
     /// Sends a request with `NLM_F_ACK` and waits for the ack; a kernel
     /// error comes back with the kernel's message.
     pub fn execute(&self, mut message: Message) -> io::Result<()> {
-        let flags = u16::from_ne_bytes([message.bytes[6], message.bytes[7]]);
-        message.bytes[6..8].copy_from_slice(&(flags | libc::NLM_F_ACK as u16).to_ne_bytes());
-        self.send(&message.finish())?;
-        let mut result = None;
-        self.receive_until_done(|reply| {
-            if reply.kind == libc::NLMSG_ERROR as u16 {
-                result = Some(error_of(reply.payload));
-                return Ok(false);
-            }
-            Ok(true)
-        })?;
-        result.unwrap_or_else(|| Err(io::Error::other("netlink request was not acknowledged")))
+        message.add_flags(libc::NLM_F_ACK as u16);
+        self.query(message, |_| {})
     }
 
     /// Sends a request and calls `each` for every message of the answer
-    /// (one message, or all parts of a dump); a kernel error is returned.
+    /// (one message, or all parts of a dump); an `NLMSG_ERROR` ends the
+    /// answer: a kernel error is returned, an ack is success.
     pub fn query(&self, message: Message, mut each: impl FnMut(Reply<'_>)) -> io::Result<()> {
         self.send(&message.finish())?;
         let mut failed = None;
         self.receive_until_done(|reply| {
             if reply.kind == libc::NLMSG_ERROR as u16 {
-                if let Err(error) = error_of(reply.payload) {
-                    failed = Some(error);
-                }
-                return Ok(false);
+                failed = error_of(reply.payload).err();
+                return false;
             }
             each(reply);
-            Ok(true)
+            true
         })?;
         failed.map_or(Ok(()), Err)
     }
 
     /// Reads datagrams until a message that is not part of a multi-part
     /// answer has been seen, `NLMSG_DONE` arrives, or `each` returns false.
-    fn receive_until_done(
-        &self,
-        mut each: impl FnMut(Reply<'_>) -> io::Result<bool>,
-    ) -> io::Result<()> {
+    fn receive_until_done(&self, mut each: impl FnMut(Reply<'_>) -> bool) -> io::Result<()> {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             let received = self.receive(&mut buffer)?;
@@ -174,7 +166,7 @@ impl Socket {
                     kind,
                     payload: &rest[HEADER_LEN..len],
                 };
-                if !each(reply)? {
+                if !each(reply) {
                     return Ok(());
                 }
                 rest = &rest[align4(len).min(rest.len())..];
@@ -310,6 +302,16 @@ pub fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// An address attribute (`IFA_LOCAL`, `RTA_GATEWAY`, `NDA_DST`, ...):
+/// 4 bytes IPv4, 16 bytes IPv6, anything else none.
+pub fn address(value: &[u8]) -> Option<IpAddr> {
+    match value.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(value).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(value).ok()?)),
+        _ => None,
+    }
+}
+
 /// The value of the first attribute of type `kind` in a run of rtattrs.
 pub fn find_attribute(bytes: &[u8], kind: u16) -> Option<&[u8]> {
     attributes(bytes).find(|(k, _)| *k == kind).map(|(_, v)| v)
@@ -338,6 +340,16 @@ mod tests {
         assert_eq!(find_attribute(found[1].1, 3), Some(&7u32.to_ne_bytes()[..]));
         // A length running past the end ends the walk instead of panicking.
         assert_eq!(attributes(&[200, 0, 1, 0, 9]).count(), 0);
+    }
+
+    #[test]
+    fn addresses_decode_by_length() {
+        assert_eq!(address(&[192, 0, 2, 1]), Some("192.0.2.1".parse().unwrap()));
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(address(&v6.octets()), Some(IpAddr::V6(v6)));
+        for len in [0, 3, 5, 6, 15, 17] {
+            assert_eq!(address(&vec![1; len]), None, "{len} bytes");
+        }
     }
 
     #[test]

@@ -3,10 +3,7 @@
 //! the primary address adverts are sent from, and the link's state and
 //! MAC address (`RTM_GETLINK`). Everything acts in the calling thread's
 //! network namespace.
-use std::{
-    io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{io, net::IpAddr};
 
 use ipnet::IpNet;
 
@@ -83,15 +80,9 @@ fn addresses(ifindex: u32, v6: bool) -> io::Result<Vec<(IpAddr, bool)>> {
         let attributes = &reply.payload[8..];
         let value = netlink::find_attribute(attributes, IFA_LOCAL)
             .or_else(|| netlink::find_attribute(attributes, IFA_ADDRESS));
-        let address = match value {
-            Some(v) if v.len() == 4 => IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3])),
-            Some(v) => match <[u8; 16]>::try_from(v) {
-                Ok(octets) => IpAddr::V6(Ipv6Addr::from(octets)),
-                Err(_) => return,
-            },
-            None => return,
-        };
-        found.push((address, header[2] & IFA_F_SECONDARY != 0));
+        if let Some(address) = value.and_then(netlink::address) {
+            found.push((address, header[2] & IFA_F_SECONDARY != 0));
+        }
     })?;
     Ok(found)
 }
