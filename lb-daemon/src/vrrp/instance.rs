@@ -26,7 +26,7 @@ use tokio::{
 use super::{
     addresses, announce, notify,
     packet::{self, Advert, Version},
-    socket::{Datagram, MULTICAST_V4, MULTICAST_V6, VrrpSocket},
+    socket::{MULTICAST_V4, MULTICAST_V6, VrrpSocket},
     state::{Action, Event, Machine, Params},
     track::{self, Failures},
     validate::{self, Discard, Expect, Received},
@@ -135,10 +135,10 @@ struct Instance {
 }
 
 /// One input of the task's loop.
-enum Input {
+enum Input<'b> {
     Control(Option<Control>),
     Timer,
-    Datagram(std::io::Result<Datagram>),
+    Datagram(std::io::Result<Received<'b>>),
     Script(usize, bool),
     Poll,
 }
@@ -299,7 +299,7 @@ impl Instance {
                     return;
                 }
                 Input::Timer => self.step(Event::Timer, "timer").await,
-                Input::Datagram(Ok(datagram)) => self.receive(&buffer, datagram).await,
+                Input::Datagram(Ok(received)) => self.receive(&received).await,
                 Input::Datagram(Err(error)) => {
                     tracing::debug!(instance = self.config.name, %error, "receive");
                     if error.kind() != std::io::ErrorKind::InvalidData {
@@ -353,22 +353,15 @@ impl Instance {
         }
     }
 
-    async fn receive(&mut self, buffer: &[u8], datagram: Datagram) {
-        if datagram.src == self.machine.params().primary {
+    async fn receive(&mut self, received: &Received<'_>) {
+        if received.src == self.machine.params().primary {
             return; // our own, looped back
         }
-        let received = Received {
-            message: &buffer[datagram.start..datagram.end],
-            src: datagram.src,
-            dst: datagram.dst,
-            ttl: datagram.ttl,
-            ifindex: datagram.ifindex,
-        };
-        match validate::validate(&received, &self.expect) {
+        match validate::validate(received, &self.expect) {
             Ok(advert) => {
                 self.shared.lock().status.adverts_received += 1;
                 let event = Event::Advert {
-                    src: datagram.src,
+                    src: received.src,
                     priority: advert.priority,
                     interval_cs: advert.interval_cs,
                 };
@@ -377,7 +370,7 @@ impl Instance {
             Err(discard) => {
                 tracing::debug!(
                     instance = self.config.name,
-                    src = %datagram.src,
+                    src = %received.src,
                     reason = discard.as_str(),
                     "advert discarded"
                 );

@@ -16,7 +16,7 @@ use std::{
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::packet::PROTOCOL;
+use super::{packet::PROTOCOL, validate::Received};
 
 /// RFC 5798 §5.1.1.2 / §5.1.2.2.
 pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -25,18 +25,6 @@ pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12)
 pub const TTL: u8 = 255;
 /// "Internetwork control", as keepalived sends.
 const TOS: u8 = 0xc0;
-
-/// A received VRRP message and what the IP layer said about it.
-#[derive(Clone, Copy, Debug)]
-pub struct Datagram {
-    /// Where the VRRP message lies in the receive buffer.
-    pub start: usize,
-    pub end: usize,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub ttl: u8,
-    pub ifindex: u32,
-}
 
 /// One instance's socket.
 pub struct VrrpSocket {
@@ -82,13 +70,18 @@ impl VrrpSocket {
         Ok(Self { fd, v6, ifindex })
     }
 
-    /// Waits for the next datagram, read into `buffer`.
-    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<Datagram> {
-        self.fd
+    /// Waits for the next datagram, read into `buffer`; the VRRP
+    /// message in it and what the IP layer said about it.
+    pub async fn recv<'b>(&self, buffer: &'b mut [u8]) -> io::Result<Received<'b>> {
+        let mut envelope = Envelope::new();
+        let len = self
+            .fd
             .async_io(Interest::READABLE, |socket| {
-                receive(socket.as_raw_fd(), buffer, self.v6)
+                envelope.receive(socket.as_raw_fd(), buffer)
             })
-            .await
+            .await?;
+        let buffer: &'b [u8] = buffer;
+        envelope.open(&buffer[..len], self.v6)
     }
 
     /// Sends `message` from `src` to `dst` with TTL 255.
@@ -188,70 +181,98 @@ fn send_v6(fd: i32, message: &[u8], src: Ipv6Addr, dst: Ipv6Addr, ifindex: u32) 
     Ok(())
 }
 
-/// `recvmsg` and what the IP layer tells about the datagram.
-fn receive(fd: i32, buffer: &mut [u8], v6: bool) -> io::Result<Datagram> {
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    let mut control = [0u64; 16];
-    // SAFETY: plain data zeroed; pointers valid for the call; the cmsg
-    // walk stays within msg_controllen as the kernel set it.
-    unsafe {
-        let mut from: libc::sockaddr_in6 = zeroed();
-        let mut header: libc::msghdr = zeroed();
-        header.msg_name = (&mut from as *mut libc::sockaddr_in6).cast();
-        header.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
-        header.msg_iov = &mut iov;
-        header.msg_iovlen = 1;
-        header.msg_control = control.as_mut_ptr().cast();
-        header.msg_controllen = size_of_val(&control);
-        let received = libc::recvmsg(fd, &mut header, 0);
-        if received < 0 {
-            return Err(io::Error::last_os_error());
+/// What `recvmsg` returns besides the data: the sender's address and
+/// the ancillary data (interface, and for IPv6 destination and hop limit).
+struct Envelope {
+    from: libc::sockaddr_in6,
+    control: [u64; 16],
+    control_len: usize,
+}
+
+impl Envelope {
+    fn new() -> Self {
+        Self {
+            // SAFETY: sockaddr_in6 is plain data; all zeroes is valid.
+            from: unsafe { zeroed() },
+            control: [0; 16],
+            control_len: 0,
         }
-        let len = received as usize;
+    }
+
+    /// `recvmsg` of one datagram into `buffer`; returns its length.
+    fn receive(&mut self, fd: i32, buffer: &mut [u8]) -> io::Result<usize> {
+        let mut iov = libc::iovec {
+            iov_base: buffer.as_mut_ptr().cast(),
+            iov_len: buffer.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer in it is valid for
+        // the call and the lengths are those of the buffers.
+        unsafe {
+            let mut header: libc::msghdr = zeroed();
+            header.msg_name = (&mut self.from as *mut libc::sockaddr_in6).cast();
+            header.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
+            header.msg_iov = &mut iov;
+            header.msg_iovlen = 1;
+            header.msg_control = self.control.as_mut_ptr().cast();
+            header.msg_controllen = size_of_val(&self.control);
+            let received = libc::recvmsg(fd, &mut header, 0);
+            if received < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            self.control_len = header.msg_controllen;
+            Ok(received as usize)
+        }
+    }
+
+    /// The datagram `data` as received: IPv6 from the ancillary data,
+    /// IPv4 from the packet's own header.
+    fn open<'a>(&self, data: &'a [u8], v6: bool) -> io::Result<Received<'a>> {
         let mut ifindex = 0;
         let mut ttl = None;
         let mut dst = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
-        while !cmsg.is_null() {
-            let data = libc::CMSG_DATA(cmsg);
-            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
-                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
-                    let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
-                    ifindex = info.ipi_ifindex as u32;
+        // SAFETY: the walk stays within the control length the kernel
+        // set; the header only carries the control buffer, read-only.
+        unsafe {
+            let mut header: libc::msghdr = zeroed();
+            header.msg_control = self.control.as_ptr().cast_mut().cast();
+            header.msg_controllen = self.control_len;
+            let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+            while !cmsg.is_null() {
+                let data = libc::CMSG_DATA(cmsg);
+                match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                        ifindex = info.ipi_ifindex as u32;
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                        ifindex = info.ipi6_ifindex;
+                        dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+                        let hops: libc::c_int = std::ptr::read_unaligned(data.cast());
+                        ttl = u8::try_from(hops).ok();
+                    }
+                    _ => {}
                 }
-                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
-                    let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
-                    ifindex = info.ipi6_ifindex;
-                    dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
-                }
-                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
-                    let hops: libc::c_int = std::ptr::read_unaligned(data.cast());
-                    ttl = u8::try_from(hops).ok();
-                }
-                _ => {}
+                cmsg = libc::CMSG_NXTHDR(&header, cmsg);
             }
-            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
         }
-        if v6 {
-            let src = IpAddr::V6(Ipv6Addr::from(from.sin6_addr.s6_addr));
-            return Ok(Datagram {
-                start: 0,
-                end: len,
-                src,
-                dst: dst.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-                ttl: ttl.unwrap_or(0),
-                ifindex,
-            });
+        if !v6 {
+            return parse_ipv4(data, ifindex);
         }
-        parse_ipv4(&buffer[..len], ifindex)
+        Ok(Received {
+            message: data,
+            src: IpAddr::V6(Ipv6Addr::from(self.from.sin6_addr.s6_addr)),
+            dst: dst.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+            ttl: ttl.unwrap_or(0),
+            ifindex,
+        })
     }
 }
 
 /// The IPv4 header of a raw-socket datagram.
-fn parse_ipv4(packet: &[u8], ifindex: u32) -> io::Result<Datagram> {
+fn parse_ipv4(packet: &[u8], ifindex: u32) -> io::Result<Received<'_>> {
     let short = || io::Error::new(io::ErrorKind::InvalidData, "short IPv4 packet");
     let header = packet.get(..20).ok_or_else(short)?;
     let ihl = usize::from(header[0] & 0x0f) * 4;
@@ -267,9 +288,8 @@ fn parse_ipv4(packet: &[u8], ifindex: u32) -> io::Result<Datagram> {
             header[at + 3],
         ))
     };
-    Ok(Datagram {
-        start: ihl,
-        end: total.min(packet.len()),
+    Ok(Received {
+        message: &packet[ihl..total.min(packet.len())],
         src: address(12),
         dst: address(16),
         ttl: header[8],
@@ -292,8 +312,8 @@ mod tests {
             })
             .collect();
         let d = parse_ipv4(&packet, 2).unwrap();
-        assert_eq!((d.start, d.end, d.ttl), (20, 32, TTL));
-        let advert = super::super::packet::decode(&packet[d.start..d.end], d.src, d.dst).unwrap();
+        assert_eq!((d.message, d.ttl), (&packet[20..32], TTL));
+        let advert = super::super::packet::decode(d.message, d.src, d.dst).unwrap();
         assert_eq!((advert.vrid, advert.priority), (51, 100));
     }
 
@@ -304,12 +324,12 @@ mod tests {
         ];
         packet.extend_from_slice(&[0xaa; 12]);
         let d = parse_ipv4(&packet, 7).unwrap();
-        assert_eq!((d.start, d.end, d.ttl, d.ifindex), (20, 32, 254, 7));
+        assert_eq!((d.message, d.ttl, d.ifindex), (&packet[20..32], 254, 7));
         assert_eq!(d.src, "192.0.2.3".parse::<IpAddr>().unwrap());
         assert_eq!(d.dst, IpAddr::V4(MULTICAST_V4));
         // Trailing padding beyond the total length is not part of it.
         packet.extend_from_slice(&[0; 4]);
-        assert_eq!(parse_ipv4(&packet, 7).unwrap().end, 32);
+        assert_eq!(parse_ipv4(&packet, 7).unwrap().message.len(), 12);
         for len in 0..20 {
             assert!(parse_ipv4(&packet[..len], 7).is_err());
         }
