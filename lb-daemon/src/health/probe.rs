@@ -79,12 +79,10 @@ pub async fn tcp(addr: SocketAddr, timeout: Duration) -> CheckResult {
 /// `http`: a GET on `addr` answers with an expected status (and body).
 pub async fn http(addr: SocketAddr, check: &HttpCheck, timeout: Duration) -> CheckResult {
     bounded(timeout, async {
-        let mut stream = match TcpStream::connect(addr).await {
-            Ok(stream) => stream,
-            Err(e) => return Failure::from_io(&e).into(),
-        };
-        let request = http::request(&check.path, addr.ip(), addr.port(), 80);
-        http::check(&mut stream, check, &request).await
+        match TcpStream::connect(addr).await {
+            Ok(stream) => http::check(stream, check, addr, 80).await,
+            Err(e) => Failure::from_io(&e).into(),
+        }
     })
     .await
 }
@@ -101,12 +99,10 @@ pub async fn https(
             Ok(stream) => stream,
             Err(e) => return Failure::from_io(&e).into(),
         };
-        let mut stream = match tls::connect(tcp, addr.ip(), verify).await {
-            Ok(stream) => stream,
-            Err(reason) => return reason.into(),
-        };
-        let request = http::request(&check.path, addr.ip(), addr.port(), 443);
-        http::check(&mut stream, check, &request).await
+        match tls::connect(tcp, addr.ip(), verify).await {
+            Ok(stream) => http::check(stream, check, addr, 443).await,
+            Err(reason) => reason.into(),
+        }
     })
     .await
 }

@@ -69,9 +69,13 @@ pub enum Failure {
     #[error("bad status {0}")]
     BadStatus(u16),
     /// The HTTP body does not contain `body_contains` (within the bytes
-    /// read, see [`super::http::MAX_RESPONSE`]).
+    /// read, see [`super::http::MAX_BODY`]).
     #[error("body does not contain the expected text")]
     BodyMismatch,
+    /// The configured path makes no valid HTTP request (it is longer
+    /// than a request target may be).
+    #[error("cannot build the request: {0}")]
+    Request(String),
     /// The answer is not HTTP/1.x.
     #[error("malformed response: {0}")]
     BadResponse(String),
