@@ -26,35 +26,24 @@ const MAX_DATAGRAM: usize = 64 * 1024;
 /// Runs one check of `target` and returns its result.
 pub async fn probe(target: &Target) -> CheckResult {
     let timeout = target.check.timeout;
-    let address = target.address;
-    let port = target.port;
-    match &target.check.kind {
-        HealthCheckKind::None => CheckResult::Success,
-        HealthCheckKind::Tcp => match port {
-            Some(port) => tcp(SocketAddr::new(address, port), timeout).await,
-            None => Failure::NoPort.into(),
-        },
-        HealthCheckKind::Http(check) => match port {
-            Some(port) => http(SocketAddr::new(address, port), check, timeout).await,
-            None => Failure::NoPort.into(),
-        },
-        HealthCheckKind::Https { http, verify } => match port {
-            Some(port) => https(SocketAddr::new(address, port), http, *verify, timeout).await,
-            None => Failure::NoPort.into(),
-        },
-        HealthCheckKind::Udp { payload, expect } => match port {
-            Some(port) => {
-                udp(
-                    SocketAddr::new(address, port),
-                    payload,
-                    expect.as_deref(),
-                    timeout,
-                )
-                .await
-            }
-            None => Failure::NoPort.into(),
-        },
-        HealthCheckKind::Exec { command } => exec(command, &environment(target), timeout).await,
+    let addr = target
+        .port
+        .map(|port| SocketAddr::new(target.address, port));
+    match (&target.check.kind, addr) {
+        (HealthCheckKind::None, _) => CheckResult::Success,
+        (HealthCheckKind::Exec { command }, _) => {
+            exec(command, &environment(target), timeout).await
+        }
+        // Every other kind connects to a port of the backend.
+        (_, None) => Failure::NoPort.into(),
+        (HealthCheckKind::Tcp, Some(addr)) => tcp(addr, timeout).await,
+        (HealthCheckKind::Http(check), Some(addr)) => http(addr, check, timeout).await,
+        (HealthCheckKind::Https { http, verify }, Some(addr)) => {
+            https(addr, http, *verify, timeout).await
+        }
+        (HealthCheckKind::Udp { payload, expect }, Some(addr)) => {
+            udp(addr, payload, expect.as_deref(), timeout).await
+        }
     }
 }
 
