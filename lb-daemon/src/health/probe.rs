@@ -301,7 +301,30 @@ mod tests {
             port: None,
             check: crate::config::HealthCheck::default(),
         };
-        assert_eq!(runtime.block_on(probe(&target)), Failure::NoPort.into());
+        let http = HttpCheck {
+            path: "/".into(),
+            expect_status: vec![200],
+            body_contains: None,
+        };
+        let connecting = [
+            HealthCheckKind::Tcp,
+            HealthCheckKind::Http(http.clone()),
+            HealthCheckKind::Https { http, verify: true },
+            HealthCheckKind::Udp {
+                payload: b"ping".to_vec(),
+                expect: None,
+            },
+        ];
+        for kind in connecting {
+            target.check.kind = kind;
+            assert!(target.check.kind.needs_port());
+            let result = runtime.block_on(probe(&target));
+            assert_eq!(result, Failure::NoPort.into(), "{:?}", target.check.kind);
+        }
+        target.check.kind = HealthCheckKind::Exec {
+            command: vec!["true".into()],
+        };
+        assert_eq!(runtime.block_on(probe(&target)), CheckResult::Success);
         target.check.kind = HealthCheckKind::None;
         assert_eq!(runtime.block_on(probe(&target)), CheckResult::Success);
         assert_eq!(
