@@ -15,6 +15,7 @@
 //! timed. Maps as in production: VIPs with 100 backends each, a Maglev
 //! ring of 65,537 slots, a flow table of 1M entries.
 use std::{
+    cell::Cell,
     collections::HashMap,
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -22,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use lb_common::{flow_hash_v4, flow_hash_v6, proto, ring_slot};
+use lb_common::{flow_hash_v4, flow_hash_v6, flow_table, proto, ring_slot};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     decap::Pass,
@@ -39,6 +40,13 @@ const CALLS: usize = 10_000;
 const ROUNDS: usize = 5;
 /// Flows of the cycling scenario.
 const CYCLING_FLOWS: usize = 65_536;
+/// Flows each flow table holds, as in production.
+const FLOW_TABLE_SIZE: u32 = 1 << 20;
+/// Sets of the flow table (64 KiB of it) and slots of the ring (32 KiB of
+/// the kernel's array) that the new flows of the SYN scenarios fall into;
+/// see [`WarmSyns`].
+const WARM_SETS: u32 = 1024;
+const WARM_SLOTS: u32 = 4096;
 const RING_SIZE: u32 = 65_537;
 const BACKENDS: u32 = 100;
 const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -155,7 +163,7 @@ impl Setup {
             ring_size: RING_SIZE,
             max_vips: 8,
             max_backends: 1024,
-            flow_table_size: 1 << 20,
+            flow_table_size: FLOW_TABLE_SIZE,
             ..LoadOptions::default()
         })
         .context("load the balancer (run as root)")?;
@@ -258,6 +266,45 @@ fn syn_client6(i: usize) -> (Ipv6Addr, u16) {
     )
 }
 
+/// `count` new flows for a SYN scenario: clients from `client(first)` on
+/// whose flow `hash` falls into the first [`WARM_SETS`] sets of a table of
+/// `ways`-way sets and the first [`WARM_SLOTS`] slots of the ring, found
+/// before the timing starts. Each call's set is then full of older flows,
+/// so the SYN takes the whole new-flow path (probe, VIP lookup, ring,
+/// replacing the way idle longest), on memory that stays in cache as it
+/// does when one SYN is sent over and over. The "over the whole table"
+/// scenario spreads its new flows over every set and slot: there each
+/// call waits for memory.
+fn warm_syns<A>(
+    first: usize,
+    count: usize,
+    client: fn(usize) -> (A, u16),
+    hash: fn(A, u16) -> u32,
+    ways: usize,
+) -> Vec<(A, u16)>
+where
+    A: Copy,
+{
+    let sets = flow_table::sets(FLOW_TABLE_SIZE, ways);
+    (first..)
+        .map(client)
+        .filter(|&(address, port)| {
+            let hash = hash(address, port);
+            hash & (sets - 1) < WARM_SETS && ring_slot(hash, RING_SIZE) < WARM_SLOTS
+        })
+        .take(count)
+        .collect()
+}
+
+/// The hash of a SYN client's flow to the web VIP.
+fn syn_hash4(src: Ipv4Addr, sport: u16) -> u32 {
+    hash4(src, sport, VIP4, 80, proto::TCP)
+}
+
+fn syn_hash6(src: Ipv6Addr, sport: u16) -> u32 {
+    hash6(src, sport, VIP6, 80, proto::TCP)
+}
+
 /// The flow of the cycling scenario's call `i`, in an order that visits
 /// all flows but not in the order they were created (multiplying by an
 /// odd number permutes 0..65,536), so neither the flow entries nor their
@@ -334,9 +381,32 @@ fn main() -> anyhow::Result<()> {
         setup.check("cycling flow", frame, action::TX, &want)?;
     }
 
-    // Counters for the SYN scenarios, so every call opens a new flow.
-    let syn4 = std::rc::Rc::new(std::cell::Cell::new(0usize));
-    let syn6 = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    // For profiling one scenario (`perf record`): LB_BENCH_ONLY=<part of
+    // its name> runs only the matching ones, LB_BENCH_CALLS=<n> sets the
+    // calls per round. The result files are written only by full runs.
+    let only = std::env::var("LB_BENCH_ONLY").ok();
+    let calls = std::env::var("LB_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CALLS);
+
+    // New flows for the SYN scenarios: clients from 2,000,000 on (those
+    // checked above are below), so every call opens a new flow.
+    let warm4 = warm_syns(
+        2_000_000,
+        calls * ROUNDS,
+        syn_client4,
+        syn_hash4,
+        flow_table::WAYS_V4,
+    );
+    let warm6 = warm_syns(
+        2_000_000,
+        calls * ROUNDS,
+        syn_client6,
+        syn_hash6,
+        flow_table::WAYS_V6,
+    );
+    let (next4, next6, spread4) = (Cell::new(0usize), Cell::new(0usize), Cell::new(0usize));
     let scenarios = [
         Scenario {
             name: "IPv4 TCP established",
@@ -346,14 +416,17 @@ fn main() -> anyhow::Result<()> {
         Scenario {
             name: "IPv4 TCP SYN (new flow)",
             katran_ns: Some(173),
-            packet: Box::new({
-                let next = syn4.clone();
-                move |_| {
-                    let i = next.get();
-                    next.set(i + 1);
-                    let (src, sport) = syn_client4(i);
-                    packets::tcp(src.into(), sport, VIP4.into(), 80, true)
-                }
+            packet: Box::new(move |_| {
+                let (src, sport) = warm4[next(&next4) % warm4.len()];
+                packets::tcp(src.into(), sport, VIP4.into(), 80, true)
+            }),
+        },
+        Scenario {
+            name: "IPv4 TCP SYN, new flows over the whole table",
+            katran_ns: None,
+            packet: Box::new(move |_| {
+                let (src, sport) = syn_client4(next(&spread4));
+                packets::tcp(src.into(), sport, VIP4.into(), 80, true)
             }),
         },
         Scenario {
@@ -364,14 +437,9 @@ fn main() -> anyhow::Result<()> {
         Scenario {
             name: "IPv6 TCP SYN (new flow)",
             katran_ns: None,
-            packet: Box::new({
-                let next = syn6.clone();
-                move |_| {
-                    let i = next.get();
-                    next.set(i + 1);
-                    let (src, sport) = syn_client6(i);
-                    packets::tcp(src.into(), sport, VIP6.into(), 80, true)
-                }
+            packet: Box::new(move |_| {
+                let (src, sport) = warm6[next(&next6) % warm6.len()];
+                packets::tcp(src.into(), sport, VIP6.into(), 80, true)
             }),
         },
         Scenario {
@@ -403,14 +471,6 @@ fn main() -> anyhow::Result<()> {
             rounds: Vec::new(),
         })
         .collect();
-    // For profiling one scenario (`perf record`): LB_BENCH_ONLY=<part of
-    // its name> runs only the matching ones, LB_BENCH_CALLS=<n> sets the
-    // calls per round. The result files are written only by full runs.
-    let only = std::env::var("LB_BENCH_ONLY").ok();
-    let calls = std::env::var("LB_BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CALLS);
     let mut call = 0usize;
     for _ in 0..ROUNDS {
         for (scenario, row) in scenarios.iter().zip(rows.iter_mut()) {
@@ -444,6 +504,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The value of `counter`, which then moves on by one.
+fn next(counter: &Cell<usize>) -> usize {
+    let i = counter.get();
+    counter.set(i + 1);
+    i
+}
+
 fn median(mut samples: Vec<u64>) -> u64 {
     samples.sort_unstable();
     samples[samples.len() / 2]
@@ -471,7 +538,13 @@ fn markdown(rows: &[Row], verified: Option<u32>) -> String {
          alternates with an XDP_PASS call whose median is subtracted (\"net\"). The net figure \
          is the median of the rounds' nets; \"spread\" is their range. Ring {RING_SIZE} slots, \
          {BACKENDS} backends per VIP, flow table 1M entries, kernel {}. Katran: the same \
-         measurement of Katran's balancer; target: 20% below Katran.\n",
+         measurement of Katran's balancer; target: 20% below Katran.\n\n\
+         SYN (new flow): every call opens a flow never seen before, whose flow-table set is \
+         full of older flows, so it takes the whole new-flow path (probe, VIP lookup, ring, \
+         replacing the way idle longest). These new flows fall into {WARM_SETS} sets of the \
+         table (64 KiB) and {WARM_SLOTS} slots of the ring (32 KiB), which stay in cache as \
+         when one SYN is sent over and over; \"over the whole table\" spreads them over every \
+         set and slot, so that each call also waits for memory.\n",
         kernel_release()
     );
     let _ = writeln!(

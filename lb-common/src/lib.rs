@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod bench;
+pub mod flow_table;
 pub mod hash;
 pub mod stats;
 
@@ -39,6 +40,9 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const VIP_STATS: &str = "VIP_STATS";
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Globals: `sets - 1` of each flow table (`flow_table::sets`).
+    pub const FLOW_SET_MASK_V4: &str = "FLOW_SET_MASK_V4";
+    pub const FLOW_SET_MASK_V6: &str = "FLOW_SET_MASK_V6";
     /// Global: number of slots in one Maglev ring (a prime).
     pub const RING_SIZE: &str = "RING_SIZE";
     /// Global: base of the IPv4 tunnel source addresses (`[u8; 4]`); the
@@ -66,6 +70,7 @@ pub mod limits {
     pub const MAX_VIPS: u32 = 64;
     /// Backend slots; id 0 is never used so that an empty ring slot reads 0.
     pub const MAX_BACKENDS: u32 = 16_384;
+    /// Flows of each flow table (IPv4 and IPv6).
     pub const FLOW_TABLE_SIZE: u32 = 1 << 20;
     pub const RING_SIZE: u32 = 65_537;
     pub const DECAP_VIPS: u32 = 1024;
@@ -175,41 +180,6 @@ pub struct Backend {
     pub _pad: u8,
 }
 
-/// Key of the IPv4 flow table.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Flow4Key {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub src_port_be: u16,
-    pub dst_port_be: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
-}
-
-/// Key of the IPv6 flow table.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Flow6Key {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    pub src_port_be: u16,
-    pub dst_port_be: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
-}
-
-/// Value of the flow tables: the backend a flow is pinned to, and the
-/// flow's hash (it picks the tunnel's outer source; kept here so that
-/// established packets need not hash again). The kernel stores values in
-/// 8-byte units, so the hash costs no memory.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEntry {
-    pub backend_id: u32,
-    pub hash: u32,
-}
-
 /// Packets and bytes (per CPU in the maps; summed by the daemon).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -240,9 +210,6 @@ const _: () = {
     assert!(core::mem::size_of::<Vip6Key>() == 20);
     assert!(core::mem::size_of::<VipMeta>() == 16);
     assert!(core::mem::size_of::<Backend>() == 48);
-    assert!(core::mem::size_of::<Flow4Key>() == 16);
-    assert!(core::mem::size_of::<Flow6Key>() == 40);
-    assert!(core::mem::size_of::<FlowEntry>() == 8);
     assert!(core::mem::size_of::<Counter>() == 16);
     assert!(core::mem::size_of::<VipCounter>() == 24);
     assert!(core::mem::size_of::<Stats>() == 16 * stats::COUNT as usize);
@@ -257,10 +224,9 @@ mod pod {
     unsafe impl aya::Pod for Vip6Key {}
     unsafe impl aya::Pod for VipMeta {}
     unsafe impl aya::Pod for Backend {}
-    unsafe impl aya::Pod for Flow4Key {}
-    unsafe impl aya::Pod for Flow6Key {}
-    unsafe impl aya::Pod for FlowEntry {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for VipCounter {}
     unsafe impl aya::Pod for Stats {}
+    unsafe impl aya::Pod for flow_table::Set4 {}
+    unsafe impl aya::Pod for flow_table::Set6 {}
 }

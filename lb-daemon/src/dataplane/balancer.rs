@@ -9,7 +9,7 @@ use aya::{
     maps::{Map, MapData, MapInfo},
     programs::{ProgramError, ProgramFd, ProgramInfo, Xdp, loaded_programs},
 };
-use lb_common::{limits, names};
+use lb_common::{flow_table, limits, names};
 
 use super::{
     Error, Result, XdpMode, attach, map_err,
@@ -27,7 +27,8 @@ pub struct LoadOptions {
     pub max_vips: u32,
     /// Backend slots (across all virtual servers).
     pub max_backends: u32,
-    /// Entries of each flow table (IPv4 and IPv6).
+    /// Flows each flow table (IPv4 and IPv6) holds at least: rounded up
+    /// to a power of two of sets (`lb_common::flow_table::sets`).
     pub flow_table_size: u32,
     /// Outer IPv4 sources are `a.b.x.y` with `x.y` from the flow hash.
     pub tunnel_source_v4: Ipv4Addr,
@@ -81,10 +82,14 @@ impl Balancer {
         let rings = 2u64 * u64::from(options.max_vips) * u64::from(options.ring_size);
         let rings = u32::try_from(rings)
             .map_err(|_| Error::Invalid("max_vips * ring_size is too large".into()))?;
+        let sets_v4 = flow_table::sets(options.flow_table_size, flow_table::WAYS_V4);
+        let sets_v6 = flow_table::sets(options.flow_table_size, flow_table::WAYS_V6);
         let tunnel_v4 = options.tunnel_source_v4.octets();
         let tunnel_v6 = options.tunnel_source_v6.octets();
         let mut ebpf = EbpfLoader::new()
             .override_global(names::RING_SIZE, &options.ring_size, true)
+            .override_global(names::FLOW_SET_MASK_V4, &(sets_v4 - 1), true)
+            .override_global(names::FLOW_SET_MASK_V6, &(sets_v6 - 1), true)
             .override_global(names::TUNNEL_SOURCE_V4, &tunnel_v4, true)
             .override_global(names::TUNNEL_SOURCE_V6, &tunnel_v6, true)
             .map_max_entries(names::VIPS_V4, 2 * options.max_vips)
@@ -93,8 +98,8 @@ impl Balancer {
             .map_max_entries(names::VIP_STATS, options.max_vips)
             .map_max_entries(names::BACKENDS, options.max_backends)
             .map_max_entries(names::BACKEND_STATS, options.max_backends)
-            .map_max_entries(names::FLOWS_V4, options.flow_table_size)
-            .map_max_entries(names::FLOWS_V6, options.flow_table_size)
+            .map_max_entries(names::FLOWS_V4, sets_v4)
+            .map_max_entries(names::FLOWS_V6, sets_v6)
             .load(object::BALANCER)?;
         program_mut(&mut ebpf)?.load()?;
         let maps = BpfMaps::new(|name| ebpf.take_map(name))?;

@@ -12,6 +12,8 @@ use crate::maglev::is_prime;
 
 /// Largest `max_virtual_servers`.
 const MAX_VIRTUAL_SERVERS_LIMIT: u32 = 65_536;
+/// Largest flow table: 2^28 flows take 4 GiB (IPv4) and 8 GiB (IPv6).
+const MAX_FLOW_TABLE_SIZE: u32 = 1 << 28;
 
 pub(super) fn dataplane(ctx: &mut Ctx<'_>, raw: &S<RawDataplane>) -> Dataplane {
     let span = raw.span();
@@ -59,7 +61,7 @@ pub(super) fn dataplane(ctx: &mut Ctx<'_>, raw: &S<RawDataplane>) -> Dataplane {
         &raw.flow_table_size,
         defaults::FLOW_TABLE_SIZE,
         1,
-        u32::MAX,
+        MAX_FLOW_TABLE_SIZE,
         &field("flow_table_size"),
     );
     let max_virtual_servers = ctx.int_or(

@@ -9,6 +9,10 @@
 //! bumps exactly one verdict counter in `STATS`.
 #![no_std]
 #![no_main]
+// Compare-and-exchange on flow-table ways (`select::swap_tail`): the BPF
+// target has atomics without `compare_exchange`, but BPF_CMPXCHG exists.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod forward;
 mod maps;
@@ -20,8 +24,8 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::stats;
 use lb_ebpf::{
     headers::{
-        ETH_LEN, ETH_P_8021AD_BE, ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, TCP_ACK,
-        TCP_RST, TCP_SYN, TcpHdr, VLAN_LEN, VlanHdr,
+        ETH_LEN, ETH_P_8021AD_BE, ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, VLAN_LEN,
+        VlanHdr,
     },
     packet::{Truncated, frame_len, ptr_at},
 };
@@ -103,16 +107,6 @@ fn balance(ctx: &XdpContext, frame_len: usize) -> Result<Verdict, Truncated> {
         ETH_P_8021Q_BE | ETH_P_8021AD_BE => Ok(Verdict::pass(stats::PASS_UNSUPPORTED)),
         _ => Ok(Verdict::pass(stats::PASS_NOT_IP)),
     }
-}
-
-/// The TCP segment at `l4_off` opens a connection (SYN without ACK or
-/// RST). A header too short to hold the flags is malformed.
-#[inline(always)]
-pub fn tcp_syn(ctx: &XdpContext, l4_off: usize) -> Result<bool, Truncated> {
-    let tcp: *const TcpHdr = ptr_at(ctx, l4_off)?;
-    // SAFETY: bounds-checked packet memory.
-    let flags = unsafe { (*tcp).flags };
-    Ok(flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN)
 }
 
 #[cfg(not(test))]

@@ -2,18 +2,13 @@
 //! at load time from its configuration.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, Counter, Flow4Key, Flow6Key, FlowEntry, MAP_F_MMAPABLE, Stats, Vip4Key, Vip6Key,
-    VipCounter, VipMeta, limits,
+    Backend, Counter, MAP_F_MMAPABLE, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
+    flow_table::{self, Set4, Set6, WAYS_V4, WAYS_V6},
+    limits,
 };
-
-/// `BPF_F_NO_COMMON_LRU`: one LRU list per CPU, so flow-table inserts on
-/// different CPUs never contend for a shared list lock. The table itself
-/// stays shared: a flow whose packets arrive on several CPUs (RSS changes,
-/// a VRRP failover onto other queues) finds its entry from every CPU.
-const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 /// Virtual servers by (address, port, protocol, kind). Two entries per
 /// virtual server at most: its own and the fragment entry of its address.
@@ -38,13 +33,15 @@ pub static RINGS: Array<u32> =
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(limits::MAX_BACKENDS, 0);
 
-/// Connection tables: the backend each flow is pinned to.
+/// Flow tables: the backend each flow is pinned to, in sets of one cache
+/// line (`lb_common::flow_table`). Mappable so that the kernel places the
+/// values on a page boundary: each set is then exactly one cache line.
+const FLOW_SETS_V4: u32 = flow_table::sets(limits::FLOW_TABLE_SIZE, WAYS_V4);
+const FLOW_SETS_V6: u32 = flow_table::sets(limits::FLOW_TABLE_SIZE, WAYS_V6);
 #[map]
-pub static FLOWS_V4: LruHashMap<Flow4Key, FlowEntry> =
-    LruHashMap::with_max_entries(limits::FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+pub static FLOWS_V4: Array<Set4> = Array::with_max_entries(FLOW_SETS_V4, MAP_F_MMAPABLE);
 #[map]
-pub static FLOWS_V6: LruHashMap<Flow6Key, FlowEntry> =
-    LruHashMap::with_max_entries(limits::FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+pub static FLOWS_V6: Array<Set6> = Array::with_max_entries(FLOW_SETS_V6, MAP_F_MMAPABLE);
 
 /// Verdict and event counters: one per-CPU value holding all of them,
 /// indexed by `lb_common::stats`.
@@ -61,6 +58,12 @@ pub static BACKEND_STATS: PerCpuArray<Counter> =
 /// Number of slots of one ring; set by the daemon at load time.
 #[unsafe(no_mangle)]
 static RING_SIZE: u32 = limits::RING_SIZE;
+/// `sets - 1` of each flow table; set by the daemon at load time with the
+/// tables' sizes.
+#[unsafe(no_mangle)]
+static FLOW_SET_MASK_V4: u32 = FLOW_SETS_V4 - 1;
+#[unsafe(no_mangle)]
+static FLOW_SET_MASK_V6: u32 = FLOW_SETS_V6 - 1;
 /// Base of the IPv4 tunnel sources; the low 16 bits come from the flow hash.
 /// Declared as words in memory order (the daemon writes the 4 address
 /// bytes) so that it is read with one aligned load.
@@ -77,6 +80,20 @@ pub fn ring_size() -> u32 {
     // SAFETY: a read of a plain static; volatile so that the value patched
     // into .rodata at load time is read instead of the default above.
     unsafe { core::ptr::read_volatile(&RING_SIZE) }
+}
+
+/// The IPv4 flow table's set mask.
+#[inline(always)]
+pub fn flow_set_mask_v4() -> u32 {
+    // SAFETY: as in `ring_size`.
+    unsafe { core::ptr::read_volatile(&FLOW_SET_MASK_V4) }
+}
+
+/// The IPv6 flow table's set mask.
+#[inline(always)]
+pub fn flow_set_mask_v6() -> u32 {
+    // SAFETY: as in `ring_size`.
+    unsafe { core::ptr::read_volatile(&FLOW_SET_MASK_V6) }
 }
 
 /// The IPv4 tunnel source base, as its first two bytes in memory order.

@@ -1,26 +1,35 @@
 //! Backend selection: the flow table first, the VIP's Maglev ring for new
 //! flows and for flows whose backend went away.
 //!
-//! An established flow costs one flow-table lookup and the read of its
-//! backend's entry: no VIP lookup, no hashing. The backend entry names
-//! the virtual server it serves, so the packet is checked against it
-//! instead (`Flow::served_by`). A TCP SYN starts a flow: it skips the
-//! lookup and goes to the ring, and its insert refuses to overwrite an
-//! entry (a retransmitted SYN keeps the backend its first copy got).
-use aya_ebpf::maps::LruHashMap;
-use lb_common::{BACKEND_FLAG_UP, Backend, FlowEntry, VipMeta, ring_slot, stats};
+//! Every packet hashes its flow and reads the one cache line of the flow
+//! table that may hold it (`lb_common::flow_table`). An established flow
+//! then costs the read of its backend's entry: no VIP lookup. The backend
+//! entry names the virtual server it serves, so the packet is checked
+//! against it instead (`Flow::served_by`). A flow that is not in its set,
+//! or whose backend is gone, takes the backend of its VIP's ring and is
+//! written into the same line. A retransmitted SYN finds its flow like any
+//! other packet, so it keeps the backend its first copy got.
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xchg};
+
+use aya_ebpf::helpers::generated::bpf_jiffies64;
+use lb_common::{
+    BACKEND_FLAG_UP, Backend, VipMeta,
+    flow_table::{Victim, meta, meta_of, ports_of, tail},
+    ring_slot, stats,
+};
 
 use crate::maps::{BACKENDS, RINGS, ring_size};
-
-/// `bpf_map_update_elem` flags (linux/bpf.h).
-const BPF_ANY: u64 = 0;
-const BPF_NOEXIST: u64 = 1;
 
 /// No event to count (any index of `stats::COUNT` or more).
 pub const NO_EVENT: u32 = stats::COUNT;
 
-/// A flow-table key of one family and what selection needs from it.
+/// A flow of one family: its key, and how it sits in that family's flow
+/// table.
 pub trait Flow {
+    /// A way of this family's flow table.
+    type Way;
+    /// Ways of a set.
+    const WAYS: usize;
     /// `backend` serves the virtual server this flow is addressed to.
     fn served_by(&self, backend: &Backend) -> bool;
     /// The flow hash (`lb_common::flow_hash_v4` / `_v6`).
@@ -28,6 +37,19 @@ pub trait Flow {
     /// The flow's virtual server; `filter` holds the `VIP_FILTER` flags of
     /// the destination address.
     fn vip(&self, filter: u32) -> Option<&'static VipMeta>;
+    /// The flow is UDP (else TCP).
+    fn udp(&self) -> bool;
+    /// The first way of the set of flow hash `hash`; null if the table has
+    /// no such set.
+    fn set(hash: u32) -> *mut Self::Way;
+    /// The flow's ports as a way holds them (`flow_table::ports_word`).
+    fn ports(&self) -> u32;
+    /// The tail (ports and meta word) of `way`.
+    fn tail(way: *mut Self::Way) -> *mut u64;
+    /// `way` holds this flow's addresses.
+    fn held_in(&self, way: *const Self::Way) -> bool;
+    /// Writes this flow's addresses into `way`.
+    fn write_to(&self, way: *mut Self::Way);
 }
 
 /// Where a packet goes. Every field is always written (no `Option` with
@@ -39,7 +61,7 @@ pub struct Selected {
     pub backend: *const Backend,
     /// Backend id; 0 when `backend` is null.
     pub id: u32,
-    /// The flow hash (from the flow entry, or computed for a new flow).
+    /// The flow hash.
     pub hash: u32,
     /// `stats::FLOW_HIT`, `FLOW_MISS` or `FLOW_REHASH`; [`NO_EVENT`] for
     /// packets that did not go through the flow table.
@@ -94,54 +116,162 @@ pub fn from_ring(vip: &VipMeta, hash: u32) -> (u32, *const Backend) {
     (id, backend)
 }
 
-/// The backend of an existing entry, if it is up and serves the flow's
-/// virtual server.
+/// Reads the tail at `tail`: one aligned 64-bit load.
 #[inline(always)]
-fn established<K: Flow>(key: &K, entry: *const FlowEntry) -> Selected {
-    // SAFETY: a value pointer from a successful lookup. The entry may be
-    // evicted and reused concurrently; then we read another flow's id,
-    // which the checks below validate like any other.
-    let (id, hash) = unsafe { ((*entry).backend_id, (*entry).hash) };
-    let backend = up(id);
+fn read_tail(tail: *mut u64) -> u64 {
+    // SAFETY: `tail` is an aligned word inside a flow-table set, which
+    // lives as long as the program.
+    unsafe { core::ptr::read_volatile(tail) }
+}
+
+/// Swaps the tail at `tail` from `old` to `new` if it still reads `old`
+/// (BPF_CMPXCHG, fully ordered).
+#[inline(always)]
+fn swap_tail(tail: *mut u64, old: u64, new: u64) -> bool {
+    // SAFETY: as in `read_tail`.
+    unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(tail, old, new)
+            .1
+    }
+}
+
+/// Stores `new` at `tail` after every earlier store (BPF_XCHG, fully
+/// ordered): readers that see the tail also see the addresses written
+/// before it.
+#[inline(always)]
+fn publish_tail(tail: *mut u64, new: u64) {
+    // SAFETY: as in `read_tail`.
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(tail, new) };
+}
+
+/// What the flow's set holds for it.
+struct Probe {
+    /// The way holding the flow, or `K::WAYS` if none does.
+    found: usize,
+    /// Its tail.
+    found_tail: u64,
+    /// The way a new entry would take, or `K::WAYS` if every way is busy.
+    victim: usize,
+    /// Its tail, as read.
+    victim_tail: u64,
+}
+
+impl Probe {
+    const NONE: Self = Self {
+        found: usize::MAX,
+        found_tail: 0,
+        victim: usize::MAX,
+        victim_tail: 0,
+    };
+}
+
+/// Reads the set at `set` for `key`. A way counts as holding the flow if
+/// its tail names a backend, the flow's ports and protocol, and is the
+/// same before and after the addresses are compared, so that a way
+/// rewritten meanwhile is not believed.
+#[inline(always)]
+fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
+    let mut found = Probe::NONE;
+    let mut victim = Victim::NONE;
+    let udp = if key.udp() { meta::UDP } else { 0 };
+    let ports = key.ports();
+    for way in 0..K::WAYS {
+        // SAFETY: `way` < K::WAYS, inside the set.
+        let tail_ptr = K::tail(unsafe { set.add(way) });
+        let t = read_tail(tail_ptr);
+        let m = meta_of(t);
+        if meta::backend(m) != 0
+            && ports_of(t) == ports
+            && m & meta::UDP == udp
+            // SAFETY: as above.
+            && key.held_in(unsafe { set.add(way) })
+            && read_tail(tail_ptr) == t
+        {
+            found.found = way;
+            found.found_tail = t;
+            break;
+        }
+        victim.consider(way, m, now);
+        if victim.way == way {
+            found.victim = way;
+            found.victim_tail = t;
+        }
+    }
+    found
+}
+
+/// Writes `key` to `backend_id` at time stamp `now` into `way` of `set`,
+/// whose tail read `seen`: claims the way by swapping `seen` for a busy
+/// tail, so that of two CPUs writing one way only one does, then writes
+/// the addresses and publishes the tail. Gives up if the way changed
+/// since it was read.
+#[inline(always)]
+fn pin<K: Flow>(key: &K, set: *mut K::Way, way: usize, seen: u64, backend_id: u32, now: u32) {
+    if way >= K::WAYS {
+        return;
+    }
+    // SAFETY: `way` < K::WAYS, inside the set.
+    let ptr = unsafe { set.add(way) };
+    if !swap_tail(K::tail(ptr), seen, tail(0, meta::BUSY)) {
+        return;
+    }
+    key.write_to(ptr);
+    let new_meta = meta::new(backend_id, key.udp(), now);
+    publish_tail(K::tail(ptr), tail(key.ports(), new_meta));
+}
+
+/// The backend of an entry's meta word, if it is up and serves the flow's
+/// virtual server; null otherwise.
+#[inline(always)]
+fn established<K: Flow>(key: &K, found_meta: u32) -> *const Backend {
+    let backend = up(meta::backend(found_meta));
     // SAFETY: non-null pointers from `up` point into BACKENDS.
     if backend.is_null() || !key.served_by(unsafe { &*backend }) {
-        return Selected::NO_BACKEND;
+        return core::ptr::null();
     }
-    Selected {
-        backend,
-        id,
-        hash,
-        event: stats::FLOW_HIT,
-        new_flow: false,
-        not_vip: false,
-    }
+    backend
 }
 
 /// The flow's backend: from the flow table if it has a usable entry, else
 /// from the VIP's ring, pinning the flow to it so later packets keep this
-/// backend even when the ring changes. `syn`: the packet opens a TCP
-/// connection.
+/// backend even when the ring changes.
 #[inline(always)]
-pub fn for_flow<K: Flow>(
-    flows: &LruHashMap<K, FlowEntry>,
-    key: &K,
-    filter: u32,
-    syn: bool,
-) -> Selected {
+pub fn for_flow<K: Flow>(key: &K, filter: u32) -> Selected {
+    let hash = key.hash();
+    let set = K::set(hash);
+    // SAFETY: a helper without arguments; the verifier inlines it.
+    let now = meta::stamp(unsafe { bpf_jiffies64() });
+    let probe = if set.is_null() {
+        Probe::NONE
+    } else {
+        probe(key, set, now)
+    };
     let mut event = stats::FLOW_MISS;
-    if !syn {
-        if let Some(entry) = flows.get_ptr(key) {
-            let found = established(key, entry);
-            if !found.backend.is_null() {
-                return found;
+    if probe.found < K::WAYS {
+        let found_meta = meta_of(probe.found_tail);
+        let backend = established(key, found_meta);
+        if !backend.is_null() {
+            if meta::stamp_of(found_meta) != now {
+                // SAFETY: `found` < K::WAYS, inside the set.
+                let ptr = K::tail(unsafe { set.add(probe.found) });
+                let restamped = tail(key.ports(), meta::restamped(found_meta, now));
+                // Fails harmlessly if the way changed meanwhile.
+                swap_tail(ptr, probe.found_tail, restamped);
             }
-            event = stats::FLOW_REHASH;
+            return Selected {
+                backend,
+                id: meta::backend(found_meta),
+                hash,
+                event: stats::FLOW_HIT,
+                new_flow: false,
+                not_vip: false,
+            };
         }
+        event = stats::FLOW_REHASH;
     }
     let Some(vip) = key.vip(filter) else {
         return Selected::NOT_VIP;
     };
-    let hash = key.hash();
     let (id, backend) = from_ring(vip, hash);
     if backend.is_null() {
         return Selected {
@@ -149,24 +279,15 @@ pub fn for_flow<K: Flow>(
             ..Selected::NO_BACKEND
         };
     }
-    let entry = FlowEntry {
-        backend_id: id,
-        hash,
+    // A flow whose backend went away is rewritten in its own way, so that
+    // a set never holds a flow twice.
+    let (way, seen) = if probe.found < K::WAYS {
+        (probe.found, probe.found_tail)
+    } else {
+        (probe.victim, probe.victim_tail)
     };
-    // An insert fails under memory pressure only (or, with BPF_NOEXIST,
-    // when the entry exists); the packet is still forwarded and the next
-    // packet of the flow tries again.
-    if syn && flows.insert(key, &entry, BPF_NOEXIST).is_err() {
-        if let Some(existing) = flows.get_ptr(key) {
-            let found = established(key, existing);
-            if !found.backend.is_null() {
-                return found;
-            }
-            event = stats::FLOW_REHASH;
-        }
-        let _ = flows.insert(key, &entry, BPF_ANY);
-    } else if !syn {
-        let _ = flows.insert(key, &entry, BPF_ANY);
+    if !set.is_null() {
+        pin(key, set, way, seen, id, now);
     }
     Selected {
         backend,

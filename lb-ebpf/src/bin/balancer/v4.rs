@@ -1,9 +1,11 @@
 //! IPv4: TCP and UDP to virtual servers, fragments, and ICMP
 //! "fragmentation needed" about VIP flows.
-use aya_ebpf::{maps::LruHashMap, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Backend, Flow4Key, FlowEntry, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT,
-    VIP_KIND_PORT, Vip4Key, VipMeta, flow_hash_v4, proto, stats, vip_filter_slot_v4,
+    Backend, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key,
+    VipMeta, flow_hash_v4,
+    flow_table::{Way4, ports_word},
+    proto, stats, vip_filter_slot_v4,
 };
 use lb_ebpf::{
     headers::{
@@ -16,7 +18,7 @@ use lb_ebpf::{
 use crate::{
     Verdict,
     forward::{INNER_V4, Inner, send},
-    maps::{FLOWS_V4, VIPS_V4, vip_filter},
+    maps::{FLOWS_V4, VIPS_V4, flow_set_mask_v4, vip_filter},
     select::{self, Flow, Selected},
 };
 
@@ -82,7 +84,23 @@ fn vip(addr: [u8; 4], port_be: u16, proto: u8, filter: u32) -> Option<&'static V
     unsafe { VIPS_V4.get(&key) }
 }
 
-impl Flow for Flow4Key {
+/// An IPv4 TCP or UDP flow, its addresses and ports as loaded from the
+/// packet.
+// Aligned so that the values returned around it (`quoted_flow`) sit on
+// aligned stack slots: the verifier rejects misaligned stack stores.
+#[repr(C, align(8))]
+struct Key4 {
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_port_be: u16,
+    dst_port_be: u16,
+    proto: u8,
+}
+
+impl Flow for Key4 {
+    type Way = Way4;
+    const WAYS: usize = lb_common::flow_table::WAYS_V4;
+
     #[inline(always)]
     fn served_by(&self, backend: &Backend) -> bool {
         let vip_addr = [
@@ -111,34 +129,53 @@ impl Flow for Flow4Key {
     fn vip(&self, filter: u32) -> Option<&'static VipMeta> {
         vip(self.dst, self.dst_port_be, self.proto, filter)
     }
-}
 
-/// The backend of flow `src:src_port -> dst:dst_port` through the flow
-/// table, or why there is none.
-#[inline(always)]
-fn flow(
-    src: [u8; 4],
-    dst: [u8; 4],
-    src_port_be: u16,
-    dst_port_be: u16,
-    proto: u8,
-    filter: u32,
-    syn: bool,
-) -> Selected {
-    // Built from aligned words: a field-by-field build lets LLVM zero the
-    // padding with a misaligned stack store, which the verifier rejects.
-    let words: [u32; 4] = [
-        u32::from_ne_bytes(src),
-        u32::from_ne_bytes(dst),
-        u32::from(src_port_be) | (u32::from(dst_port_be) << 16),
-        u32::from(proto),
-    ];
-    // SAFETY: Flow4Key is 16 bytes of plain integers in this order
-    // (src, dst, src_port_be, dst_port_be, proto, 3 zero bytes) on a
-    // little-endian target; its alignment (2) is below that of the words.
-    let key: Flow4Key = unsafe { core::mem::transmute(words) };
-    let flows: &LruHashMap<Flow4Key, FlowEntry> = &FLOWS_V4;
-    select::for_flow(flows, &key, filter, syn)
+    #[inline(always)]
+    fn udp(&self) -> bool {
+        self.proto == proto::UDP
+    }
+
+    #[inline(always)]
+    fn set(hash: u32) -> *mut Way4 {
+        match FLOWS_V4.get_ptr_mut(hash & flow_set_mask_v4()) {
+            Some(set) => set.cast(),
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    #[inline(always)]
+    fn ports(&self) -> u32 {
+        ports_word(self.src_port_be, self.dst_port_be)
+    }
+
+    #[inline(always)]
+    fn tail(way: *mut Way4) -> *mut u64 {
+        // SAFETY: a field of a way inside a set; `ports` is 8-aligned and
+        // `meta` follows it (asserted in lb_common::flow_table).
+        unsafe { (&raw mut (*way).ports).cast() }
+    }
+
+    #[inline(always)]
+    fn held_in(&self, way: *const Way4) -> bool {
+        // SAFETY: a way inside a set; a racing writer is caught by the
+        // caller's second read of the tail.
+        let (src, dst) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*way).src),
+                core::ptr::read_volatile(&raw const (*way).dst),
+            )
+        };
+        src == u32::from_ne_bytes(self.src) && dst == u32::from_ne_bytes(self.dst)
+    }
+
+    #[inline(always)]
+    fn write_to(&self, way: *mut Way4) {
+        // SAFETY: a way inside a set, claimed by the caller.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*way).src, u32::from_ne_bytes(self.src));
+            core::ptr::write_volatile(&raw mut (*way).dst, u32::from_ne_bytes(self.dst));
+        }
+    }
 }
 
 #[inline(always)]
@@ -149,29 +186,41 @@ pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verd
     if ip.fragment {
         return fragment(ctx, l3_off, &ip);
     }
-    match ip.proto {
-        proto::TCP | proto::UDP => {}
-        proto::ICMP => return icmp(ctx, l3_off, &ip),
+    // The flow of the packet: its own, or the one an ICMP error quotes.
+    let (key, icmp_error) = match ip.proto {
+        proto::TCP | proto::UDP => {
+            let ports: *const PortsHdr = ptr_at(ctx, ip.l4_off)?;
+            // SAFETY: bounds-checked packet memory.
+            let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
+            let key = Key4 {
+                src: ip.src,
+                dst: ip.dst,
+                src_port_be,
+                dst_port_be,
+                proto: ip.proto,
+            };
+            (key, false)
+        }
+        proto::ICMP => match quoted_flow(ctx, &ip)? {
+            Ok(key) => (key, true),
+            Err(verdict) => return Ok(verdict),
+        },
         _ => return Ok(Verdict::pass(stats::PASS_NOT_VIP)),
-    }
-    let ports: *const PortsHdr = ptr_at(ctx, ip.l4_off)?;
-    // SAFETY: bounds-checked packet memory.
-    let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let filter = vip_filter(vip_filter_slot_v4(ip.dst));
+    };
+    let filter = vip_filter(vip_filter_slot_v4(key.dst));
     if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
-    let syn = ip.proto == proto::TCP && crate::tcp_syn(ctx, ip.l4_off)?;
-    let selected = flow(
-        ip.src,
-        ip.dst,
-        src_port_be,
-        dst_port_be,
-        ip.proto,
-        filter,
-        syn,
-    );
-    send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))
+    let selected = select::for_flow(&key, filter);
+    if icmp_error && selected.not_vip {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))?;
+    Ok(if icmp_error {
+        verdict.with_extra_event(stats::ICMP_ERRORS)
+    } else {
+        verdict
+    })
 }
 
 /// Fragments carry ports only in the first piece, so all pieces of a
@@ -207,14 +256,16 @@ fn fragment(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Tru
 
 /// ICMP "fragmentation needed" (RFC 1191) about a packet a backend sent
 /// from a VIP goes to that backend, so its path MTU discovery works. The
-/// quoted packet runs VIP -> client, so the flow is the reverse of it.
+/// quoted packet runs VIP -> client, so its flow is the reverse of it.
+/// Any other ICMP message, or one quoting something else, gets its
+/// verdict instead.
 #[inline(always)]
-fn icmp(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Truncated> {
+fn quoted_flow(ctx: &XdpContext, ip: &Header) -> Result<Result<Key4, Verdict>, Truncated> {
     let icmp: *const IcmpHdr = ptr_at(ctx, ip.l4_off)?;
     // SAFETY: bounds-checked packet memory.
     let (kind, code) = unsafe { ((*icmp).kind, (*icmp).code) };
     if kind != ICMP_DEST_UNREACH || code != ICMP_FRAG_NEEDED {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+        return Ok(Err(Verdict::pass(stats::PASS_NOT_VIP)));
     }
     let quoted_off = ip.l4_off + ICMP_LEN;
     let quoted: *const Ipv4Hdr = ptr_at(ctx, quoted_off)?;
@@ -222,32 +273,21 @@ fn icmp(ctx: &XdpContext, l3_off: usize, ip: &Header) -> Result<Verdict, Truncat
     let quoted = unsafe { &*quoted };
     let quoted_len = ((quoted.version_ihl & 0x0f) as usize) * 4;
     if quoted.version_ihl >> 4 != 4 || quoted_len < IPV4_LEN {
-        return Ok(Verdict::drop(stats::DROP_MALFORMED));
+        return Ok(Err(Verdict::drop(stats::DROP_MALFORMED)));
     }
     if (quoted.proto != proto::TCP && quoted.proto != proto::UDP)
         || u32::from_ne_bytes(quoted.src) != u32::from_ne_bytes(ip.dst)
     {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+        return Ok(Err(Verdict::pass(stats::PASS_NOT_VIP)));
     }
     let ports: *const PortsHdr = ptr_at(ctx, quoted_off + quoted_len)?;
     // SAFETY: bounds-checked packet memory.
     let (vip_port_be, client_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let filter = vip_filter(vip_filter_slot_v4(quoted.src));
-    if filter == 0 {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    }
-    let selected = flow(
-        quoted.dst,
-        quoted.src,
-        client_port_be,
-        vip_port_be,
-        quoted.proto,
-        filter,
-        false,
-    );
-    if selected.not_vip {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    }
-    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V4, ip.tos))?;
-    Ok(verdict.with_extra_event(stats::ICMP_ERRORS))
+    Ok(Ok(Key4 {
+        src: quoted.dst,
+        dst: quoted.src,
+        src_port_be: client_port_be,
+        dst_port_be: vip_port_be,
+        proto: quoted.proto,
+    }))
 }

@@ -1,9 +1,11 @@
 //! IPv6: TCP and UDP to virtual servers, fragments, and ICMPv6 "packet too
 //! big" about VIP flows.
-use aya_ebpf::{maps::LruHashMap, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Backend, Flow6Key, FlowEntry, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT,
-    VIP_KIND_PORT, Vip6Key, VipMeta, flow_hash_v6, proto, stats, vip_filter_slot_v6,
+    Backend, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip6Key,
+    VipMeta, flow_hash_v6,
+    flow_table::{Way6, fold_v6, ports_word},
+    proto, stats, vip_filter_slot_v6,
 };
 use lb_ebpf::{
     headers::{ICMP_LEN, ICMPV6_PACKET_TOO_BIG, IPV6_LEN, IcmpHdr, Ipv6FragHdr, Ipv6Hdr, PortsHdr},
@@ -13,7 +15,7 @@ use lb_ebpf::{
 use crate::{
     Verdict,
     forward::{INNER_V6, Inner, send},
-    maps::{FLOWS_V6, VIPS_V6, vip_filter},
+    maps::{FLOWS_V6, VIPS_V6, flow_set_mask_v6, vip_filter},
     select::{self, Flow, Selected},
 };
 
@@ -61,10 +63,33 @@ fn words(addr: &[u8; 16]) -> (u64, u64) {
     (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
 }
 
-impl Flow for Flow6Key {
+/// The 16 address bytes as four words in memory order, as the flow table
+/// keeps them.
+#[inline(always)]
+fn quads(addr: &[u8; 16]) -> [u32; 4] {
+    let (lo, hi) = words(addr);
+    [lo as u32, (lo >> 32) as u32, hi as u32, (hi >> 32) as u32]
+}
+
+/// An IPv6 TCP or UDP flow: its addresses (in the packet) and ports.
+// Aligned so that the values returned around it (`quoted_flow`) sit on
+// aligned stack slots: the verifier rejects misaligned stack stores.
+#[repr(C, align(8))]
+struct Key6<'a> {
+    src: &'a [u8; 16],
+    dst: &'a [u8; 16],
+    src_port_be: u16,
+    dst_port_be: u16,
+    proto: u8,
+}
+
+impl Flow for Key6<'_> {
+    type Way = Way6;
+    const WAYS: usize = lb_common::flow_table::WAYS_V6;
+
     #[inline(always)]
     fn served_by(&self, backend: &Backend) -> bool {
-        words(&backend.vip_addr) == words(&self.dst)
+        words(&backend.vip_addr) == words(self.dst)
             && backend.vip_proto == self.proto
             && (backend.vip_port_be == self.dst_port_be || backend.vip_port_be == 0)
     }
@@ -72,8 +97,8 @@ impl Flow for Flow6Key {
     #[inline(always)]
     fn hash(&self) -> u32 {
         flow_hash_v6(
-            &self.src,
-            &self.dst,
+            self.src,
+            self.dst,
             self.src_port_be,
             self.dst_port_be,
             self.proto,
@@ -82,38 +107,60 @@ impl Flow for Flow6Key {
 
     #[inline(always)]
     fn vip(&self, filter: u32) -> Option<&'static VipMeta> {
-        vip(&self.dst, self.dst_port_be, self.proto, filter)
+        vip(self.dst, self.dst_port_be, self.proto, filter)
+    }
+
+    #[inline(always)]
+    fn udp(&self) -> bool {
+        self.proto == proto::UDP
+    }
+
+    #[inline(always)]
+    fn set(hash: u32) -> *mut Way6 {
+        match FLOWS_V6.get_ptr_mut(hash & flow_set_mask_v6()) {
+            Some(set) => set.cast(),
+            None => core::ptr::null_mut(),
+        }
+    }
+
+    #[inline(always)]
+    fn ports(&self) -> u32 {
+        ports_word(self.src_port_be, self.dst_port_be)
+    }
+
+    #[inline(always)]
+    fn tail(way: *mut Way6) -> *mut u64 {
+        // SAFETY: a field of a way inside a set; `ports` is 8-aligned and
+        // `meta` follows it (asserted in lb_common::flow_table).
+        unsafe { (&raw mut (*way).ports).cast() }
+    }
+
+    #[inline(always)]
+    fn held_in(&self, way: *const Way6) -> bool {
+        // SAFETY: a way inside a set; a racing writer is caught by the
+        // caller's second read of the tail.
+        let (src, dst_fold) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*way).src),
+                core::ptr::read_volatile(&raw const (*way).dst_fold),
+            )
+        };
+        src == quads(self.src) && dst_fold == fold_v6(quads(self.dst))
+    }
+
+    #[inline(always)]
+    fn write_to(&self, way: *mut Way6) {
+        // SAFETY: a way inside a set, claimed by the caller.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*way).src, quads(self.src));
+            core::ptr::write_volatile(&raw mut (*way).dst_fold, fold_v6(quads(self.dst)));
+        }
     }
 }
 
 #[inline(always)]
 fn traffic_class(vtc_flow_be: u32) -> u8 {
     (u32::from_be(vtc_flow_be) >> 20) as u8
-}
-
-/// The backend of flow `src:src_port -> dst:dst_port` through the flow
-/// table, or why there is none.
-#[inline(always)]
-fn flow(
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    src_port_be: u16,
-    dst_port_be: u16,
-    proto: u8,
-    filter: u32,
-    syn: bool,
-) -> Selected {
-    // Built from aligned words, as the IPv4 key.
-    let (src_lo, src_hi) = words(src);
-    let (dst_lo, dst_hi) = words(dst);
-    let tail = u64::from(src_port_be) | (u64::from(dst_port_be) << 16) | (u64::from(proto) << 32);
-    let key_words: [u64; 5] = [src_lo, src_hi, dst_lo, dst_hi, tail];
-    // SAFETY: Flow6Key is 40 bytes of plain integers in this order (src,
-    // dst, src_port_be, dst_port_be, proto, 3 zero bytes) on a
-    // little-endian target; its alignment (2) is below that of the words.
-    let key: Flow6Key = unsafe { core::mem::transmute(key_words) };
-    let flows: &LruHashMap<Flow6Key, FlowEntry> = &FLOWS_V6;
-    select::for_flow(flows, &key, filter, syn)
 }
 
 #[inline(always)]
@@ -126,34 +173,46 @@ pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verd
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     }
     let l4_off = l3_off + IPV6_LEN;
-    match ip.next_header {
-        proto::TCP | proto::UDP => {}
-        proto::ICMPV6 => return icmp(ctx, l3_off, ip, l4_off),
+    // The flow of the packet: its own, or the one an ICMPv6 error quotes.
+    let (key, icmp_error) = match ip.next_header {
+        proto::TCP | proto::UDP => {
+            let ports: *const PortsHdr = ptr_at(ctx, l4_off)?;
+            // SAFETY: bounds-checked packet memory.
+            let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
+            let key = Key6 {
+                src: &ip.src,
+                dst: &ip.dst,
+                src_port_be,
+                dst_port_be,
+                proto: ip.next_header,
+            };
+            (key, false)
+        }
+        proto::ICMPV6 => match quoted_flow(ctx, ip, l4_off)? {
+            Ok(key) => (key, true),
+            Err(verdict) => return Ok(verdict),
+        },
         proto::IPV6_FRAGMENT => return fragment(ctx, l3_off, ip, l4_off),
         HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS => {
             return Ok(Verdict::pass(stats::PASS_UNSUPPORTED));
         }
         _ => return Ok(Verdict::pass(stats::PASS_NOT_VIP)),
-    }
-    let ports: *const PortsHdr = ptr_at(ctx, l4_off)?;
-    // SAFETY: bounds-checked packet memory.
-    let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let filter = vip_filter(vip_filter_slot_v6(&ip.dst));
+    };
+    let filter = vip_filter(vip_filter_slot_v6(key.dst));
     if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
-    let syn = ip.next_header == proto::TCP && crate::tcp_syn(ctx, l4_off)?;
-    let selected = flow(
-        &ip.src,
-        &ip.dst,
-        src_port_be,
-        dst_port_be,
-        ip.next_header,
-        filter,
-        syn,
-    );
+    let selected = select::for_flow(&key, filter);
+    if icmp_error && selected.not_vip {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
     let tos = traffic_class(ip.vtc_flow_be);
-    send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))
+    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))?;
+    Ok(if icmp_error {
+        verdict.with_extra_event(stats::ICMP_ERRORS)
+    } else {
+        verdict
+    })
 }
 
 /// As for IPv4: every fragment of a datagram is balanced on (source,
@@ -197,50 +256,38 @@ fn fragment(
 
 /// ICMPv6 "packet too big" (RFC 4443 §3.2, RFC 8201) about a packet a
 /// backend sent from a VIP goes to that backend. The quoted packet runs
-/// VIP -> client, so the flow is the reverse of it.
+/// VIP -> client, so its flow is the reverse of it. Any other ICMPv6
+/// message, or one quoting something else, gets its verdict instead.
 #[inline(always)]
-fn icmp(
+fn quoted_flow<'a>(
     ctx: &XdpContext,
-    l3_off: usize,
     ip: &Ipv6Hdr,
     l4_off: usize,
-) -> Result<Verdict, Truncated> {
+) -> Result<Result<Key6<'a>, Verdict>, Truncated> {
     let icmp: *const IcmpHdr = ptr_at(ctx, l4_off)?;
     // SAFETY: bounds-checked packet memory.
     if unsafe { (*icmp).kind } != ICMPV6_PACKET_TOO_BIG {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+        return Ok(Err(Verdict::pass(stats::PASS_NOT_VIP)));
     }
     let quoted_off = l4_off + ICMP_LEN;
     let quoted: *const Ipv6Hdr = ptr_at(ctx, quoted_off)?;
-    // SAFETY: bounds-checked packet memory.
-    let quoted = unsafe { &*quoted };
+    // SAFETY: bounds-checked packet memory, valid while the program runs.
+    let quoted: &'a Ipv6Hdr = unsafe { &*quoted };
     if u32::from_be(quoted.vtc_flow_be) >> 28 != 6 {
-        return Ok(Verdict::drop(stats::DROP_MALFORMED));
+        return Ok(Err(Verdict::drop(stats::DROP_MALFORMED)));
     }
     let upper = quoted.next_header;
     if (upper != proto::TCP && upper != proto::UDP) || words(&quoted.src) != words(&ip.dst) {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+        return Ok(Err(Verdict::pass(stats::PASS_NOT_VIP)));
     }
     let ports: *const PortsHdr = ptr_at(ctx, quoted_off + IPV6_LEN)?;
     // SAFETY: bounds-checked packet memory.
     let (vip_port_be, client_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-    let filter = vip_filter(vip_filter_slot_v6(&quoted.src));
-    if filter == 0 {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    }
-    let selected = flow(
-        &quoted.dst,
-        &quoted.src,
-        client_port_be,
-        vip_port_be,
-        upper,
-        filter,
-        false,
-    );
-    if selected.not_vip {
-        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
-    }
-    let tos = traffic_class(ip.vtc_flow_be);
-    let verdict = send(ctx, &selected, &Inner::new(l3_off, INNER_V6, tos))?;
-    Ok(verdict.with_extra_event(stats::ICMP_ERRORS))
+    Ok(Ok(Key6 {
+        src: &quoted.dst,
+        dst: &quoted.src,
+        src_port_be: client_port_be,
+        dst_port_be: vip_port_be,
+        proto: upper,
+    }))
 }
