@@ -288,8 +288,9 @@ mod tests {
         assert_eq!(victim(&[meta::BUSY, young], now), Some(1));
         assert_eq!(victim(&[meta::BUSY, meta::BUSY], now), None);
         // Stamps from before the wrap are older than recent ones.
+        let recent = meta::new(4, false, 1);
         let before_wrap = meta::new(5, false, 2040);
-        assert_eq!(victim(&[young, before_wrap], 3), Some(1));
+        assert_eq!(victim(&[recent, before_wrap], 3), Some(1));
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
-use lb_common::{flow_hash_v4, flow_hash_v6, proto, ring_slot, stats};
+use lb_common::{flow_hash_v4, flow_hash_v6, flow_table, proto, ring_slot, stats};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     programmer::VipId,
@@ -494,6 +494,71 @@ fn ring_change_does_not_move_established_flows() {
         new_flows_to_new_backend > 20,
         "new flows reach the new backend ({new_flows_to_new_backend}/200)"
     );
+}
+
+/// A set holds `flow_table::WAYS_V4` flows: a new flow in a full set takes
+/// the way idle longest (of equals, the first), and the other flows of the
+/// set stay pinned.
+#[test]
+fn a_full_set_gives_its_oldest_way_to_a_new_flow() {
+    let mut s = setup();
+    let old = [v4(11), v4(12), v4(13)];
+    let new = [v4(11), v4(12), v4(13), v4(15)];
+    let specs = |list: &[IpAddr]| list.iter().map(|a| backend(*a)).collect::<Vec<_>>();
+    // The ring after a fifth backend joins, then the ring before it.
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &specs(&new))
+        .unwrap();
+    let new_ring = s.balancer.programmer().ring(&s.web4.id).unwrap();
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &specs(&old))
+        .unwrap();
+    let sets = flow_table::sets(4096, flow_table::WAYS_V4);
+    let hash = |sport: u16| hash4(CLIENT_V4, sport, VIP4, 80, proto::TCP);
+    // Five flows of one set, each sent elsewhere by the new ring than by
+    // the old one, so that a pinned flow and a re-hashed one differ.
+    let set = hash(20000) & (sets - 1);
+    let flows: Vec<u16> = (20000u16..=u16::MAX)
+        .filter(|p| hash(*p) & (sets - 1) == set)
+        .filter(|p| {
+            let before = s.ring_backend(&s.web4, hash(*p), &old).address;
+            let id = new_ring[ring_slot(hash(*p), RING) as usize];
+            s.balancer.programmer().backend_id(&s.web4.id, &before) != Some(id)
+        })
+        .take(flow_table::WAYS_V4 + 1)
+        .collect();
+    assert_eq!(flows.len(), flow_table::WAYS_V4 + 1, "flows of one set");
+    let pinned: Vec<BackendSpec> = flows
+        .iter()
+        .map(|p| s.ring_backend(&s.web4, hash(*p), &old))
+        .collect();
+    for sport in &flows {
+        let syn = packets::tcp(CLIENT_V4.into(), *sport, VIP4.into(), 80, true);
+        test_run::run(s.balancer.program().unwrap(), &syn).unwrap();
+    }
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &specs(&new))
+        .unwrap();
+    // The replaced flow last: it takes a way again when it is sent.
+    for i in (1..flows.len()).chain([0]) {
+        let sport = &flows[i];
+        let data = packets::tcp(CLIENT_V4.into(), *sport, VIP4.into(), 80, false);
+        let out = test_run::run(s.balancer.program().unwrap(), &data).unwrap();
+        let want = if i == 0 {
+            // Replaced by the fifth flow: the new ring decides.
+            s.ring_backend(&s.web4, hash(*sport), &new)
+        } else {
+            pinned[i]
+        };
+        assert_eq!(
+            out.packet,
+            packets::tunnelled(&data, want.address, want.mac, hash(*sport)),
+            "flow {i} of the set"
+        );
+    }
 }
 
 #[test]

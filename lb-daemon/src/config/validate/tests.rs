@@ -533,6 +533,20 @@ fn an_empty_file_is_an_error() {
 }
 
 #[test]
+fn flow_table_size_has_an_upper_bound() {
+    let config = |size: u64| {
+        MINIMAL.replace(
+            "interfaces = [\"eth0\"]",
+            &format!("interfaces = [\"eth0\"]\nflow_table_size = {size}"),
+        )
+    };
+    let errors = invalid(&config((1 << 28) + 1));
+    assert_error(&errors, 4, "dataplane.flow_table_size", "out of range");
+    let dataplane = valid(&config(1 << 28)).dataplane.expect("a dataplane");
+    assert_eq!(dataplane.flow_table_size, 1 << 28);
+}
+
+#[test]
 fn dataplane_rules() {
     let errors = invalid(&MINIMAL.replace(
         "interfaces = [\"eth0\"]",
