@@ -64,6 +64,25 @@ pub mod names {
 /// one system call per slot.
 pub const MAP_F_MMAPABLE: u32 = 1 << 10;
 
+/// Ring slots per `RINGS` element. The kernel stores array values in
+/// 8-byte units, so the slots (backend ids, 4 bytes) are grouped into
+/// elements of one cache line: 4 bytes per slot, and the array is then
+/// one flat run of u32 slots in memory (and in the daemon's mapping).
+pub const RING_BLOCK_SLOTS: usize = 16;
+
+/// One `RINGS` element: [`RING_BLOCK_SLOTS`] consecutive slots of the flat
+/// ring array (slot `s` of ring `r` is flat slot `r * RING_SIZE + s`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingBlock {
+    pub slots: [u32; RING_BLOCK_SLOTS],
+}
+
+/// `RINGS` elements that hold `slots` flat slots.
+pub const fn ring_blocks(slots: u32) -> u32 {
+    slots.div_ceil(RING_BLOCK_SLOTS as u32)
+}
+
 /// Default sizes of the balancer's maps; the daemon may resize them at load.
 pub mod limits {
     /// Virtual servers (each owns two rings, see [`crate::VipMeta::ring_id`]).
@@ -211,6 +230,7 @@ const _: () = {
     assert!(core::mem::size_of::<VipMeta>() == 16);
     assert!(core::mem::size_of::<Backend>() == 48);
     assert!(core::mem::size_of::<Counter>() == 16);
+    assert!(core::mem::size_of::<RingBlock>() == 64);
     assert!(core::mem::size_of::<VipCounter>() == 24);
     assert!(core::mem::size_of::<Stats>() == 16 * stats::COUNT as usize);
 };
@@ -227,6 +247,7 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for VipCounter {}
     unsafe impl aya::Pod for Stats {}
+    unsafe impl aya::Pod for RingBlock {}
     unsafe impl aya::Pod for flow_table::Set4 {}
     unsafe impl aya::Pod for flow_table::Set6 {}
 }

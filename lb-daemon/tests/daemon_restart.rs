@@ -45,7 +45,7 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     config.health.kind = HealthKind::None;
     let config = config.to_toml();
     let first = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
-    first.wait_log("running", 1, TIMEOUT);
+    first.wait_log("lb_daemon::daemon: running", 1, TIMEOUT);
 
     let client = lab.client().ns();
     let addr = SocketAddr::new(vip, PORT);
@@ -88,7 +88,9 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     thread::sleep(Duration::from_millis(700));
 
     let second = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
-    second.wait_log("running", 2, TIMEOUT);
+    // The full target: "running" alone also matches a field of the size
+    // warning an adopting daemon may log.
+    second.wait_log("lb_daemon::daemon: running", 2, TIMEOUT);
     assert!(
         second.log_text().contains("adopted the balancer program"),
         "{}",

@@ -9,7 +9,7 @@ use aya::{
     maps::{Map, MapData, MapInfo},
     programs::{ProgramError, ProgramFd, ProgramInfo, Xdp, loaded_programs},
 };
-use lb_common::{flow_table, limits, names};
+use lb_common::{flow_table, limits, names, ring_blocks};
 
 use super::{
     Error, Result, XdpMode, attach, map_err,
@@ -94,7 +94,9 @@ impl Balancer {
             .override_global(names::TUNNEL_SOURCE_V6, &tunnel_v6, true)
             .map_max_entries(names::VIPS_V4, 2 * options.max_vips)
             .map_max_entries(names::VIPS_V6, 2 * options.max_vips)
-            .map_max_entries(names::RINGS, rings)
+            // One element more: the ring size, for a daemon that adopts
+            // the program (`rings::Rings::record_ring_size`).
+            .map_max_entries(names::RINGS, ring_blocks(rings) + 1)
             .map_max_entries(names::VIP_STATS, options.max_vips)
             .map_max_entries(names::BACKENDS, options.max_backends)
             .map_max_entries(names::BACKEND_STATS, options.max_backends)
@@ -102,7 +104,8 @@ impl Balancer {
             .map_max_entries(names::FLOWS_V6, sets_v6)
             .load(object::BALANCER)?;
         program_mut(&mut ebpf)?.load()?;
-        let maps = BpfMaps::new(|name| ebpf.take_map(name))?;
+        let mut maps = BpfMaps::new(|name| ebpf.take_map(name))?;
+        maps.record_ring_size(options.ring_size)?;
         let id = program_mut(&mut ebpf)?.info()?.id();
         Ok(Self {
             ebpf: Some(ebpf),
@@ -149,12 +152,19 @@ impl Balancer {
                 .ok_or(Error::Missing(name))
         };
         let max_vips = entries(names::VIP_STATS)?;
-        let capacity = Capacity {
-            ring_size: entries(names::RINGS)? / (2 * max_vips.max(1)),
-            max_vips,
-            max_backends: entries(names::BACKENDS)?,
-        };
+        let max_backends = entries(names::BACKENDS)?;
         let maps = BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map))?;
+        let ring_size = maps.ring_size()?;
+        if !crate::maglev::is_prime(ring_size) {
+            return Err(Error::Invalid(format!(
+                "the adopted program records ring size {ring_size}, not a prime"
+            )));
+        }
+        let capacity = Capacity {
+            ring_size,
+            max_vips,
+            max_backends,
+        };
         let contents = maps.contents()?;
         Ok(Self {
             ebpf: None,

@@ -170,10 +170,15 @@ impl BpfMaps {
         Ok(contents)
     }
 
-    /// Whether ring slots are written through a shared mapping (else one
-    /// system call per slot).
-    pub fn rings_mapped(&self) -> bool {
-        matches!(self.rings, Rings::Mapped(_))
+    /// Records the ring size in `RINGS`, for a daemon that adopts the
+    /// program.
+    pub fn record_ring_size(&mut self, ring_size: u32) -> Result<()> {
+        self.rings.record_ring_size(ring_size)
+    }
+
+    /// The ring size recorded at load.
+    pub fn ring_size(&self) -> Result<u32> {
+        self.rings.ring_size()
     }
 
     /// Number of backend slots (the `BACKENDS` map size).

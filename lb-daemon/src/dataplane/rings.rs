@@ -3,92 +3,118 @@
 //! stores into a shared mapping: programming a thousand rings of 65,537
 //! slots takes milliseconds, not a system call per slot. Only the pages a
 //! write touches are mapped, and only while it lasts, so the daemon's
-//! resident memory does not grow with the rings. A map without the flag
-//! (adopted from an older program) is written slot by slot.
+//! resident memory does not grow with the rings.
 //!
-//! The kernel lays array elements out 8 bytes apart (`round_up(value_size,
-//! 8)`), so slot `i` is the u32 at byte `8 * i` of the array.
+//! Its elements are `lb_common::RingBlock`s of 16 slots (64 bytes, so the
+//! kernel adds no padding): the mapping is one flat run of u32 slots, slot
+//! `i` at byte `4 * i`. One element more than the rings need holds the
+//! ring size, for a daemon that adopts the program.
 use std::{
     io,
     os::fd::{AsFd, AsRawFd},
     sync::atomic::{AtomicU32, Ordering, fence},
 };
 
-use aya::maps::{Array, Map, MapData};
-use lb_common::names;
+use aya::maps::{Map, MapData};
+use lb_common::{MAP_F_MMAPABLE, RING_BLOCK_SLOTS, RingBlock, names};
 
 use super::{Error, Result, map_err};
 
-/// Bytes between consecutive elements of a BPF array of u32.
-const ELEMENT_STRIDE: usize = 8;
+/// Bytes of one slot in the mapping.
+const SLOT_BYTES: usize = 4;
 
-pub enum Rings {
-    Mapped(Mappable),
-    Syscalls(Array<MapData, u32>),
-}
+/// The `RINGS` array, written through a mapping.
+pub struct Rings(Mappable);
 
 impl Rings {
+    /// Takes `RINGS` of a program of this version: mappable, with elements
+    /// of `RingBlock`. Anything else is the array of another version of
+    /// the program (a daemon may adopt one attached to its interface),
+    /// whose slots this daemon would write in the wrong places.
     pub fn new(map: Map) -> Result<Self> {
         let Map::Array(data) = map else {
             return Err(Error::Invalid(format!("{} is not an array", names::RINGS)));
         };
         let info = data.info().map_err(map_err(names::RINGS))?;
-        let mappable = Mappable {
-            data,
-            entries: info.max_entries() as usize,
-        };
-        if mappable.write(0, &[]).is_ok() {
-            return Ok(Self::Mapped(mappable));
+        if info.value_size() as usize != size_of::<RingBlock>()
+            || info.map_flags() & MAP_F_MMAPABLE == 0
+        {
+            return Err(Error::Invalid(format!(
+                "{} has {}-byte elements (flags {:#x}), not mappable {}-byte blocks: the \
+                 balancer program is from another version; detach it from the interface \
+                 (ip link set dev IFACE xdp off) and start again",
+                names::RINGS,
+                info.value_size(),
+                info.map_flags(),
+                size_of::<RingBlock>()
+            )));
         }
-        let array = Array::try_from(Map::Array(mappable.data)).map_err(map_err(names::RINGS))?;
-        Ok(Self::Syscalls(array))
+        Ok(Self(Mappable {
+            data,
+            slots: info.max_entries() as usize * RING_BLOCK_SLOTS,
+        }))
     }
 
-    /// Writes `table` from slot `base`; visible to the program once this
-    /// returns. Through the mapping only the slots that differ are
-    /// stored; without it every slot is written. Returns the slots written.
+    /// Writes `table` from flat slot `base`, storing only the slots that
+    /// differ; visible to the program once this returns. Returns the
+    /// slots written.
     pub fn write(&mut self, base: u32, table: &[u32]) -> Result<usize> {
-        match self {
-            Self::Mapped(mappable) => mappable.write(base as usize, table).map_err(|error| {
-                Error::Invalid(format!(
-                    "writing {} through its mapping: {error}",
-                    names::RINGS
-                ))
-            }),
-            Self::Syscalls(array) => {
-                for (slot, id) in table.iter().enumerate() {
-                    array
-                        .set(base + slot as u32, *id, 0)
-                        .map_err(map_err(names::RINGS))?;
-                }
-                Ok(table.len())
-            }
-        }
+        self.0.write(base as usize, table).map_err(mapping_error)
+    }
+
+    /// Records the ring size in the array's last element, past every ring
+    /// (`lb_common::ring_blocks` of the slots plus one), where a daemon
+    /// that adopts the program reads it back ([`Self::ring_size`]).
+    pub fn record_ring_size(&mut self, ring_size: u32) -> Result<()> {
+        self.0
+            .write(self.size_slot(), &[ring_size])
+            .map(drop)
+            .map_err(mapping_error)
+    }
+
+    /// The ring size recorded at load ([`Self::record_ring_size`]).
+    pub fn ring_size(&self) -> Result<u32> {
+        self.0.read(self.size_slot()).map_err(mapping_error)
+    }
+
+    fn size_slot(&self) -> usize {
+        self.0.slots - RING_BLOCK_SLOTS
     }
 }
 
-/// An mmap-able array of u32.
-pub struct Mappable {
+fn mapping_error(error: io::Error) -> Error {
+    Error::Invalid(format!(
+        "accessing {} through its mapping: {error}",
+        names::RINGS
+    ))
+}
+
+/// An mmap-able array holding a flat run of u32 slots.
+struct Mappable {
     data: MapData,
-    entries: usize,
+    slots: usize,
 }
 
 impl Mappable {
-    /// Maps the pages that hold slots `base..base + table.len()`, stores
-    /// the slots that differ from `table`, unmaps. With an empty table,
-    /// maps one page: a check that the map can be mapped.
-    fn write(&self, base: usize, table: &[u32]) -> io::Result<usize> {
+    /// Maps the pages that hold slots `base..base + count`, runs `f` on
+    /// those slots, unmaps.
+    fn with_slots<R>(
+        &self,
+        base: usize,
+        count: usize,
+        f: impl FnOnce(&[AtomicU32]) -> R,
+    ) -> io::Result<R> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let end_slot = base + table.len().max(1);
-        if end_slot > self.entries.max(1) {
+        let end_slot = base + count;
+        if count == 0 || end_slot > self.slots {
             return Err(io::Error::other(format!(
-                "slot {} out of range",
-                end_slot - 1
+                "slots {base}..{end_slot} out of range 0..{}",
+                self.slots
             )));
         }
-        let start = base * ELEMENT_STRIDE / page * page;
-        let end = (end_slot * ELEMENT_STRIDE).div_ceil(page) * page;
+        let start = base * SLOT_BYTES / page * page;
+        let end = (end_slot * SLOT_BYTES).div_ceil(page) * page;
         let len = end - start;
         // SAFETY: a shared mapping of the map's fd, which we hold; the
         // kernel checks that the map is mmap-able and the range fits.
@@ -105,21 +131,44 @@ impl Mappable {
         if address == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let mut written = 0;
-        for (i, id) in table.iter().enumerate() {
-            let offset = (base + i) * ELEMENT_STRIDE - start;
-            // SAFETY: `offset` lies in the mapping (the slots are inside
-            // start..end) and is 8-byte aligned in the page-aligned mapping.
-            let slot = unsafe { &*address.cast::<u8>().add(offset).cast::<AtomicU32>() };
-            if slot.load(Ordering::Relaxed) != *id {
-                slot.store(*id, Ordering::Relaxed);
-                written += 1;
-            }
-        }
-        // Before the caller flips the VIP entry to this ring.
-        fence(Ordering::SeqCst);
+        // SAFETY: the slots lie in the mapping (inside start..end), 4-byte
+        // aligned in the page-aligned mapping; the program reads them
+        // concurrently, so they are accessed as atomics only.
+        let slots = unsafe {
+            std::slice::from_raw_parts(
+                address
+                    .cast::<u8>()
+                    .add(base * SLOT_BYTES - start)
+                    .cast::<AtomicU32>(),
+                count,
+            )
+        };
+        let result = f(slots);
         // SAFETY: unmapping exactly what was mapped above.
         unsafe { libc::munmap(address, len) };
-        Ok(written)
+        Ok(result)
+    }
+
+    /// Stores the slots from `base` that differ from `table`.
+    fn write(&self, base: usize, table: &[u32]) -> io::Result<usize> {
+        if table.is_empty() {
+            return Ok(0);
+        }
+        self.with_slots(base, table.len(), |slots| {
+            let mut written = 0;
+            for (slot, id) in slots.iter().zip(table) {
+                if slot.load(Ordering::Relaxed) != *id {
+                    slot.store(*id, Ordering::Relaxed);
+                    written += 1;
+                }
+            }
+            // Before the caller flips the VIP entry to this ring.
+            fence(Ordering::SeqCst);
+            written
+        })
+    }
+
+    fn read(&self, slot: usize) -> io::Result<u32> {
+        self.with_slots(slot, 1, |slots| slots[0].load(Ordering::Relaxed))
     }
 }

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, Counter, MAP_F_MMAPABLE, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
+    Backend, Counter, MAP_F_MMAPABLE, RingBlock, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
     flow_table::{self, Set4, Set6, WAYS_V4, WAYS_V6},
-    limits,
+    limits, ring_blocks,
 };
 
 /// Virtual servers by (address, port, protocol, kind). Two entries per
@@ -23,11 +23,14 @@ pub static VIPS_V6: HashMap<Vip6Key, VipMeta> = HashMap::with_max_entries(2 * li
 #[map]
 pub static VIP_FILTER: Array<u32> = Array::with_max_entries(limits::VIP_FILTER_SLOTS, 0);
 
-/// The Maglev rings of all VIPs, flat: slot `s` of ring `r` is entry
-/// `r * RING_SIZE + s` and holds a backend id (0: empty).
+/// The Maglev rings of all VIPs, flat: slot `s` of ring `r` is flat slot
+/// `r * RING_SIZE + s`, in element `flat / RING_BLOCK_SLOTS`, and holds a
+/// backend id (0: empty).
 #[map]
-pub static RINGS: Array<u32> =
-    Array::with_max_entries(2 * limits::MAX_VIPS * limits::RING_SIZE, MAP_F_MMAPABLE);
+pub static RINGS: Array<RingBlock> = Array::with_max_entries(
+    ring_blocks(2 * limits::MAX_VIPS * limits::RING_SIZE),
+    MAP_F_MMAPABLE,
+);
 
 /// Backends by id.
 #[map]

@@ -13,7 +13,7 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xchg};
 
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use lb_common::{
-    BACKEND_FLAG_UP, Backend, VipMeta,
+    BACKEND_FLAG_UP, Backend, RING_BLOCK_SLOTS, VipMeta,
     flow_table::{Victim, meta, meta_of, ports_of, tail},
     ring_slot, stats,
 };
@@ -103,11 +103,11 @@ fn up(id: u32) -> *const Backend {
 #[inline(always)]
 pub fn from_ring(vip: &VipMeta, hash: u32) -> (u32, *const Backend) {
     let size = ring_size();
-    let slot = ring_slot(hash, size);
-    let Some(id) = RINGS.get(vip.ring_id * size + slot) else {
+    let flat = vip.ring_id * size + ring_slot(hash, size);
+    let Some(block) = RINGS.get(flat / RING_BLOCK_SLOTS as u32) else {
         return (0, core::ptr::null());
     };
-    let id = *id;
+    let id = block.slots[flat as usize % RING_BLOCK_SLOTS];
     let backend = up(id);
     // SAFETY: non-null pointers from `up` point into BACKENDS.
     if backend.is_null() || unsafe { (*backend).vip_index } != vip.vip_index {
