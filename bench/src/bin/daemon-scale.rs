@@ -237,7 +237,7 @@ impl Figures {
             );
         }
         text.push_str(
-            "\nThe rings live in the kernel's `RINGS` map (8 bytes per slot); the daemon maps only \
+            "\nThe rings live in the kernel's `RINGS` map (4 bytes per slot); the daemon maps only \
              the pages it writes, while it writes them, so they are not part of its resident memory.\n",
         );
         text
