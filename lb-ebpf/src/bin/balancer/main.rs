@@ -24,8 +24,8 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::stats;
 use lb_ebpf::{
     headers::{
-        ETH_LEN, ETH_P_8021AD_BE, ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, VLAN_LEN,
-        VlanHdr,
+        ETH_LEN, ETH_P_8021AD_BE, ETH_P_8021Q_BE, ETH_P_IPV4_BE, ETH_P_IPV6_BE, EthHdr, PortsHdr,
+        TCP_ACK, TCP_RST, TCP_SYN, TcpHdr, VLAN_LEN, VlanHdr,
     },
     packet::{Truncated, frame_len, ptr_at},
 };
@@ -107,6 +107,39 @@ fn balance(ctx: &XdpContext, frame_len: usize) -> Result<Verdict, Truncated> {
         ETH_P_8021Q_BE | ETH_P_8021AD_BE => Ok(Verdict::pass(stats::PASS_UNSUPPORTED)),
         _ => Ok(Verdict::pass(stats::PASS_NOT_IP)),
     }
+}
+
+/// The ports of a TCP or UDP header, and whether a TCP segment opens a
+/// connection (SYN without ACK or RST).
+pub struct Transport {
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub syn: bool,
+}
+
+/// Reads the `proto` (TCP or UDP) header at `l4_off`. A header cut short
+/// (a TCP header without its 20 bytes) is malformed.
+#[inline(always)]
+pub fn transport(ctx: &XdpContext, l4_off: usize, proto: u8) -> Result<Transport, Truncated> {
+    if proto == lb_common::proto::TCP {
+        let tcp: *const TcpHdr = ptr_at(ctx, l4_off)?;
+        // SAFETY: bounds-checked packet memory.
+        let (src_port_be, dst_port_be, flags) =
+            unsafe { ((*tcp).src_be, (*tcp).dst_be, (*tcp).flags) };
+        return Ok(Transport {
+            src_port_be,
+            dst_port_be,
+            syn: flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN,
+        });
+    }
+    let ports: *const PortsHdr = ptr_at(ctx, l4_off)?;
+    // SAFETY: bounds-checked packet memory.
+    let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
+    Ok(Transport {
+        src_port_be,
+        dst_port_be,
+        syn: false,
+    })
 }
 
 #[cfg(not(test))]

@@ -172,6 +172,9 @@ impl Probe {
 #[inline(always)]
 fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
     let mut found = Probe::NONE;
+    if set.is_null() {
+        return found;
+    }
     let mut victim = Victim::NONE;
     let udp = if key.udp() { meta::UDP } else { 0 };
     let ports = key.ports();
@@ -207,7 +210,7 @@ fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
 /// since it was read.
 #[inline(always)]
 fn pin<K: Flow>(key: &K, set: *mut K::Way, way: usize, seen: u64, backend_id: u32, now: u32) {
-    if way >= K::WAYS {
+    if set.is_null() || way >= K::WAYS {
         return;
     }
     // SAFETY: `way` < K::WAYS, inside the set.
@@ -232,66 +235,137 @@ fn established<K: Flow>(key: &K, found_meta: u32) -> *const Backend {
     backend
 }
 
+/// What the VIP's ring gives a flow.
+#[derive(Clone, Copy)]
+struct RingPick {
+    /// The flow's virtual server exists.
+    vip: bool,
+    id: u32,
+    /// Null when there is no virtual server or no usable backend.
+    backend: *const Backend,
+}
+
+impl RingPick {
+    const NOT_VIP: Self = Self {
+        vip: false,
+        id: 0,
+        backend: core::ptr::null(),
+    };
+}
+
+#[inline(always)]
+fn ring_pick<K: Flow>(key: &K, filter: u32, hash: u32) -> RingPick {
+    let Some(vip) = key.vip(filter) else {
+        return RingPick::NOT_VIP;
+    };
+    let (id, backend) = from_ring(vip, hash);
+    RingPick {
+        vip: true,
+        id,
+        backend,
+    }
+}
+
 /// The flow's backend: from the flow table if it has a usable entry, else
 /// from the VIP's ring, pinning the flow to it so later packets keep this
-/// backend even when the ring changes.
+/// backend even when the ring changes. `syn`: the packet opens a TCP
+/// connection, so it is almost surely new; its ring slot is then read
+/// before the flow table is, so that the two memory reads overlap instead
+/// of one waiting for the other (the ring pick is dropped if the flow is
+/// there after all, as for a retransmitted SYN).
 #[inline(always)]
-pub fn for_flow<K: Flow>(key: &K, filter: u32) -> Selected {
+pub fn for_flow<K: Flow>(key: &K, filter: u32, syn: bool) -> Selected {
     let hash = key.hash();
     let set = K::set(hash);
     // SAFETY: a helper without arguments; the verifier inlines it.
     let now = meta::stamp(unsafe { bpf_jiffies64() });
-    let probe = if set.is_null() {
-        Probe::NONE
-    } else {
-        probe(key, set, now)
-    };
-    let mut event = stats::FLOW_MISS;
-    if probe.found < K::WAYS {
-        let found_meta = meta_of(probe.found_tail);
-        let backend = established(key, found_meta);
-        if !backend.is_null() {
-            if meta::stamp_of(found_meta) != now {
-                // SAFETY: `found` < K::WAYS, inside the set.
-                let ptr = K::tail(unsafe { set.add(probe.found) });
-                let restamped = tail(key.ports(), meta::restamped(found_meta, now));
-                // Fails harmlessly if the way changed meanwhile.
-                swap_tail(ptr, probe.found_tail, restamped);
-            }
-            return Selected {
-                backend,
-                id: meta::backend(found_meta),
-                hash,
-                event: stats::FLOW_HIT,
-                new_flow: false,
-                not_vip: false,
-            };
+    if syn {
+        let pick = ring_pick(key, filter, hash);
+        let probe = probe(key, set, now);
+        match kept(key, set, &probe, hash, now) {
+            Some(selected) => selected,
+            None => pinned(key, set, &probe, pick, hash, now),
         }
-        event = stats::FLOW_REHASH;
+    } else {
+        let probe = probe(key, set, now);
+        match kept(key, set, &probe, hash, now) {
+            Some(selected) => selected,
+            None => pinned(key, set, &probe, ring_pick(key, filter, hash), hash, now),
+        }
     }
-    let Some(vip) = key.vip(filter) else {
-        return Selected::NOT_VIP;
-    };
-    let (id, backend) = from_ring(vip, hash);
+}
+
+/// The flow's entry, if the set holds one with a usable backend; its time
+/// stamp moves on to `now`.
+#[inline(always)]
+fn kept<K: Flow>(
+    key: &K,
+    set: *mut K::Way,
+    probe: &Probe,
+    hash: u32,
+    now: u32,
+) -> Option<Selected> {
+    if probe.found >= K::WAYS {
+        return None;
+    }
+    let found_meta = meta_of(probe.found_tail);
+    let backend = established(key, found_meta);
     if backend.is_null() {
+        return None;
+    }
+    if meta::stamp_of(found_meta) != now {
+        // SAFETY: `found` < K::WAYS, inside the set.
+        let ptr = K::tail(unsafe { set.add(probe.found) });
+        let restamped = tail(key.ports(), meta::restamped(found_meta, now));
+        // Fails harmlessly if the way changed meanwhile.
+        swap_tail(ptr, probe.found_tail, restamped);
+    }
+    Some(Selected {
+        backend,
+        id: meta::backend(found_meta),
+        hash,
+        event: stats::FLOW_HIT,
+        new_flow: false,
+        not_vip: false,
+    })
+}
+
+/// The flow goes to the backend of its ring pick and is pinned to it: in
+/// its own way if the set held it with a backend that went away (so that
+/// a set never holds a flow twice), else in the set's victim.
+#[inline(always)]
+fn pinned<K: Flow>(
+    key: &K,
+    set: *mut K::Way,
+    probe: &Probe,
+    pick: RingPick,
+    hash: u32,
+    now: u32,
+) -> Selected {
+    let rehash = probe.found < K::WAYS;
+    let event = if rehash {
+        stats::FLOW_REHASH
+    } else {
+        stats::FLOW_MISS
+    };
+    if !pick.vip {
+        return Selected::NOT_VIP;
+    }
+    if pick.backend.is_null() {
         return Selected {
             event,
             ..Selected::NO_BACKEND
         };
     }
-    // A flow whose backend went away is rewritten in its own way, so that
-    // a set never holds a flow twice.
-    let (way, seen) = if probe.found < K::WAYS {
+    let (way, seen) = if rehash {
         (probe.found, probe.found_tail)
     } else {
         (probe.victim, probe.victim_tail)
     };
-    if !set.is_null() {
-        pin(key, set, way, seen, id, now);
-    }
+    pin(key, set, way, seen, pick.id, now);
     Selected {
-        backend,
-        id,
+        backend: pick.backend,
+        id: pick.id,
         hash,
         event,
         new_flow: true,

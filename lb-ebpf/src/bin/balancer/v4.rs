@@ -186,32 +186,33 @@ pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verd
     if ip.fragment {
         return fragment(ctx, l3_off, &ip);
     }
-    // The flow of the packet: its own, or the one an ICMP error quotes.
-    let (key, icmp_error) = match ip.proto {
-        proto::TCP | proto::UDP => {
-            let ports: *const PortsHdr = ptr_at(ctx, ip.l4_off)?;
-            // SAFETY: bounds-checked packet memory.
-            let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-            let key = Key4 {
-                src: ip.src,
-                dst: ip.dst,
-                src_port_be,
-                dst_port_be,
-                proto: ip.proto,
-            };
-            (key, false)
-        }
-        proto::ICMP => match quoted_flow(ctx, &ip)? {
-            Ok(key) => (key, true),
-            Err(verdict) => return Ok(verdict),
-        },
-        _ => return Ok(Verdict::pass(stats::PASS_NOT_VIP)),
-    };
-    let filter = vip_filter(vip_filter_slot_v4(key.dst));
+    if !matches!(ip.proto, proto::TCP | proto::UDP | proto::ICMP) {
+        return Ok(Verdict::pass(stats::PASS_NOT_VIP));
+    }
+    // An ICMP error about a VIP flow is addressed to the VIP too.
+    let filter = vip_filter(vip_filter_slot_v4(ip.dst));
     if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
-    let selected = select::for_flow(&key, filter);
+    // The flow of the packet: its own, or the one an ICMP error quotes.
+    let (key, icmp_error, syn) = match ip.proto {
+        proto::TCP | proto::UDP => {
+            let transport = crate::transport(ctx, ip.l4_off, ip.proto)?;
+            let key = Key4 {
+                src: ip.src,
+                dst: ip.dst,
+                src_port_be: transport.src_port_be,
+                dst_port_be: transport.dst_port_be,
+                proto: ip.proto,
+            };
+            (key, false, transport.syn)
+        }
+        _ => match quoted_flow(ctx, &ip)? {
+            Ok(key) => (key, true, false),
+            Err(verdict) => return Ok(verdict),
+        },
+    };
+    let selected = select::for_flow(&key, filter, syn);
     if icmp_error && selected.not_vip {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }

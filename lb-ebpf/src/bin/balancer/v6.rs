@@ -173,36 +173,38 @@ pub fn balance(ctx: &XdpContext, l3_off: usize, frame_len: usize) -> Result<Verd
         return Ok(Verdict::drop(stats::DROP_MALFORMED));
     }
     let l4_off = l3_off + IPV6_LEN;
-    // The flow of the packet: its own, or the one an ICMPv6 error quotes.
-    let (key, icmp_error) = match ip.next_header {
-        proto::TCP | proto::UDP => {
-            let ports: *const PortsHdr = ptr_at(ctx, l4_off)?;
-            // SAFETY: bounds-checked packet memory.
-            let (src_port_be, dst_port_be) = unsafe { ((*ports).src_be, (*ports).dst_be) };
-            let key = Key6 {
-                src: &ip.src,
-                dst: &ip.dst,
-                src_port_be,
-                dst_port_be,
-                proto: ip.next_header,
-            };
-            (key, false)
-        }
-        proto::ICMPV6 => match quoted_flow(ctx, ip, l4_off)? {
-            Ok(key) => (key, true),
-            Err(verdict) => return Ok(verdict),
-        },
+    match ip.next_header {
+        proto::TCP | proto::UDP | proto::ICMPV6 => {}
         proto::IPV6_FRAGMENT => return fragment(ctx, l3_off, ip, l4_off),
         HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS => {
             return Ok(Verdict::pass(stats::PASS_UNSUPPORTED));
         }
         _ => return Ok(Verdict::pass(stats::PASS_NOT_VIP)),
-    };
-    let filter = vip_filter(vip_filter_slot_v6(key.dst));
+    }
+    // An ICMPv6 error about a VIP flow is addressed to the VIP too.
+    let filter = vip_filter(vip_filter_slot_v6(&ip.dst));
     if filter == 0 {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
-    let selected = select::for_flow(&key, filter);
+    // The flow of the packet: its own, or the one an ICMPv6 error quotes.
+    let (key, icmp_error, syn) = match ip.next_header {
+        proto::TCP | proto::UDP => {
+            let transport = crate::transport(ctx, l4_off, ip.next_header)?;
+            let key = Key6 {
+                src: &ip.src,
+                dst: &ip.dst,
+                src_port_be: transport.src_port_be,
+                dst_port_be: transport.dst_port_be,
+                proto: ip.next_header,
+            };
+            (key, false, transport.syn)
+        }
+        _ => match quoted_flow(ctx, ip, l4_off)? {
+            Ok(key) => (key, true, false),
+            Err(verdict) => return Ok(verdict),
+        },
+    };
+    let selected = select::for_flow(&key, filter, syn);
     if icmp_error && selected.not_vip {
         return Ok(Verdict::pass(stats::PASS_NOT_VIP));
     }
