@@ -711,6 +711,27 @@ fn malformed_and_truncated_packets_pass_or_drop_and_are_counted() {
         stats::PASS_UNSUPPORTED,
     ));
 
+    // Not for a VIP: the kernel's to judge, however short.
+    let other = packets::tcp(
+        CLIENT_V4.into(),
+        1234,
+        Ipv4Addr::new(192, 0, 2, 50).into(),
+        80,
+        false,
+    );
+    let mut cut = other[..14 + 20 + 6].to_vec();
+    cut[16..18].copy_from_slice(&26u16.to_be_bytes());
+    cases.push((
+        "tcp header cut, not for a VIP",
+        cut,
+        action::PASS,
+        stats::PASS_NOT_VIP,
+    ));
+    // A TCP header shorter than 20 bytes to a VIP.
+    let mut bad = good4[..14 + 20 + 16].to_vec();
+    bad[16..18].copy_from_slice(&36u16.to_be_bytes());
+    cases.push(("tcp header cut", bad, drop, malformed));
+
     assert!(cases.len() >= 10);
     for (name, frame, verdict, stat) in &cases {
         s.check(name, frame, *verdict, frame, *stat);
