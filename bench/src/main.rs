@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use lb_common::{flow_hash_v4, flow_hash_v6, flow_table, proto, ring_slot};
+use lb_common::{flow_table, proto, ring_slot};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     decap::Pass,
@@ -33,6 +33,7 @@ use lb_daemon::dataplane::{
 
 #[path = "../../lb-daemon/tests/support/packets.rs"]
 mod packets;
+use packets::{hash4, hash6};
 
 /// Timed calls per scenario and round (each paired with a baseline call).
 const CALLS: usize = 10_000;
@@ -227,26 +228,6 @@ impl Setup {
         );
         Ok(())
     }
-}
-
-fn hash4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, protocol: u8) -> u32 {
-    flow_hash_v4(
-        src.octets(),
-        dst.octets(),
-        sport.to_be(),
-        dport.to_be(),
-        protocol,
-    )
-}
-
-fn hash6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, protocol: u8) -> u32 {
-    flow_hash_v6(
-        &src.octets(),
-        &dst.octets(),
-        sport.to_be(),
-        dport.to_be(),
-        protocol,
-    )
 }
 
 /// Client `i` of the SYN scenarios: a distinct (address, port) per call.

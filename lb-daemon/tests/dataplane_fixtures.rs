@@ -6,13 +6,13 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
-use lb_common::{flow_hash_v4, flow_hash_v6, flow_table, proto, ring_slot, stats};
+use lb_common::{flow_table, proto, ring_slot, stats};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     programmer::VipId,
     test_run::{self, action},
 };
-use support::packets::{self, CLIENT_V4, CLIENT_V6, hex};
+use support::packets::{self, CLIENT_V4, CLIENT_V6, hash4, hash6, hex};
 
 const RING: u32 = 1009;
 const VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -171,26 +171,6 @@ impl Setup {
     fn drop(&self, name: &str, frame: &[u8], stat: u32) {
         self.check(name, frame, action::DROP, frame, stat);
     }
-}
-
-fn hash4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, protocol: u8) -> u32 {
-    flow_hash_v4(
-        src.octets(),
-        dst.octets(),
-        sport.to_be(),
-        dport.to_be(),
-        protocol,
-    )
-}
-
-fn hash6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, protocol: u8) -> u32 {
-    flow_hash_v6(
-        &src.octets(),
-        &dst.octets(),
-        sport.to_be(),
-        dport.to_be(),
-        protocol,
-    )
 }
 
 #[test]

@@ -7,11 +7,35 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{
     IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader,
 };
+use lb_common::{flow_hash_v4, flow_hash_v6};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 1];
 pub const LB_MAC: [u8; 6] = [0x02, 0x1b, 0, 0, 0, 1];
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 7);
+
+/// The data plane's flow hash of an IPv4 flow (ports in host order), as
+/// the balancer computes it for the packets built here.
+pub fn hash4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, protocol: u8) -> u32 {
+    flow_hash_v4(
+        src.octets(),
+        dst.octets(),
+        sport.to_be(),
+        dport.to_be(),
+        protocol,
+    )
+}
+
+/// [`hash4`] for IPv6.
+pub fn hash6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, protocol: u8) -> u32 {
+    flow_hash_v6(
+        &src.octets(),
+        &dst.octets(),
+        sport.to_be(),
+        dport.to_be(),
+        protocol,
+    )
+}
 
 /// Where the IP header starts in a frame built here.
 pub fn l3_offset(frame: &[u8]) -> usize {
