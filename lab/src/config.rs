@@ -133,7 +133,7 @@ pub struct BalancerConfig {
 impl BalancerConfig {
     /// A tcp virtual server `name` on `vip:port` over `backends` (weight
     /// 100 each), tunnel mode, the default health check, no VRRP, on
-    /// `eth0` in driver mode.
+    /// `eth0` in driver mode, the admin API on [`crate::ADMIN`].
     pub fn new(name: &str, vip: IpAddr, port: u16, backends: &[IpAddr]) -> BalancerConfig {
         BalancerConfig {
             interface: crate::HOST_INTERFACE.to_owned(),
@@ -146,7 +146,7 @@ impl BalancerConfig {
             health: HealthConfig::default(),
             backends: backends.iter().map(|addr| (*addr, 100)).collect(),
             vrrp: None,
-            admin: "127.0.0.1:9180".to_owned(),
+            admin: crate::ADMIN.to_string(),
             metrics: "127.0.0.1:9100".to_owned(),
         }
     }

@@ -296,11 +296,61 @@ fn get(mut stream: TcpStream, addr: SocketAddr, deadline: Instant) -> Result<Str
     read_response(&mut BufReader::new(stream))
 }
 
+/// An answer of [`http_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// The status code (200, 404, ...).
+    pub status: u16,
+    pub body: String,
+}
+
+/// `METHOD path` with an empty body to `addr` from inside `ns` (an API
+/// call such as the balancers' admin API), as HTTP/1.0 so that the answer
+/// is never chunked and ends with the connection. Returns the answer
+/// whatever its status; connecting, sending and reading each give up
+/// after `timeout`.
+pub fn http_request(
+    ns: &Netns,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpReply> {
+    let exchange = || -> Result<HttpReply> {
+        let mut stream = connect(ns, addr, timeout)?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_read_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        )?;
+        read_reply(&mut BufReader::new(stream))
+    };
+    exchange().with_context(|| format!("{method} http://{addr}{path} from {}", ns.name()))
+}
+
 /// Reads one `200 OK` response and returns its body.
 fn read_response(reader: &mut BufReader<TcpStream>) -> Result<String> {
+    let reply = read_reply(reader)?;
+    ensure!(
+        reply.status == 200,
+        "status {}: {}",
+        reply.status,
+        reply.body.trim_end()
+    );
+    Ok(reply.body)
+}
+
+/// Reads one response: its status and its body (of `Content-Length`
+/// bytes, or up to the end of the stream without one).
+fn read_reply(reader: &mut impl BufRead) -> Result<HttpReply> {
     let head = read_head(reader)?.context("connection closed before a response")?;
-    let status = head.start.split_whitespace().nth(1).unwrap_or_default();
-    ensure!(status == "200", "status line {:?}", head.start);
+    let status = head
+        .start
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("status line {:?}", head.start))?;
     let mut body = Vec::new();
     match head.content_length()? {
         Some(length) => {
@@ -315,7 +365,8 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<String> {
             reader.read_to_end(&mut body)?;
         }
     }
-    String::from_utf8(body).context("body is not UTF-8")
+    let body = String::from_utf8(body).context("body is not UTF-8")?;
+    Ok(HttpReply { status, body })
 }
 
 /// One kept-alive HTTP connection, one flow: `GET /` again and again on
@@ -392,6 +443,18 @@ mod tests {
         let second = read_request(&mut reader)?.context("second request")?;
         assert!(!second.keep_alive);
         assert!(read_request(&mut reader)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn replies_of_any_status_with_and_without_a_length() -> Result<()> {
+        let mut reader = &b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnone!extra"[..];
+        let reply = read_reply(&mut reader)?;
+        assert_eq!((reply.status, reply.body.as_str()), (404, "none!"));
+        let mut reader = &b"HTTP/1.0 200 OK\r\n\r\n{\"up\":true}"[..];
+        let reply = read_reply(&mut reader)?;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "{\"up\":true}"));
+        assert!(read_reply(&mut &b"garbage\r\n\r\n"[..]).is_err());
         Ok(())
     }
 

@@ -16,7 +16,17 @@
 //!   [`EchoStream`]: long-lived streams that check every byte;
 //!   [`HttpLoad`]: steady client traffic counted per backend;
 //!   [`HttpSession`]: one kept-alive connection asking again and again.
-//! - [`BalancerConfig`]: `lb-daemon run` configs for the lab's balancers.
+//! - [`BalancerConfig`]: `lb-daemon run` configs for the lab's balancers;
+//!   [`Topology::web_config`] and the constants of [`web`]: the web
+//!   service the end-to-end tests and `cargo xtask lab` balance.
+//! - [`Daemon`]: `lb-daemon run` started by this process; [`run_command`]
+//!   and [`DaemonLog`]: the same for a daemon started otherwise.
+//!   [`Topology::pass_on_balancer_ports`] and
+//!   [`Topology::decap_on_backends`]: `lb-daemon decap` where the lab
+//!   needs it.
+//! - [`http_request`]: one call to an HTTP API (the admin API) from inside
+//!   a namespace.
+//! - [`TempDir`]: configs and logs of one run, removed on drop.
 //!
 //! ```no_run
 //! use std::{net::SocketAddr, time::Duration};
@@ -33,6 +43,8 @@
 mod bridge;
 mod cmd;
 mod config;
+mod daemon;
+mod decap;
 mod echo;
 mod http;
 pub mod link;
@@ -40,24 +52,31 @@ mod load;
 mod netns;
 mod process;
 mod server;
+mod temp_dir;
 mod topology;
 mod wait;
+pub mod web;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use bridge::Bridge;
 pub use config::{BalancerConfig, Forwarding, HealthConfig, HealthKind, VrrpConfig};
+pub use daemon::{Daemon, DaemonLog, RUNNING, run_command};
 pub use echo::{EchoBackend, EchoStream};
-pub use http::{HttpBackend, HttpSession, connect, http_get, http_get_many, wait_http};
+pub use http::{
+    HttpBackend, HttpReply, HttpSession, connect, http_get, http_get_many, http_request, wait_http,
+};
 pub use link::{mac, veth};
 pub use load::{HttpLoad, HttpLoadOptions, LoadStats};
 pub use netns::{Netns, delete_with_prefix, list as list_netns};
 pub use process::NsChild;
+pub use temp_dir::TempDir;
 pub use topology::{
     CLIENT_MTU, DEFAULT_VIP_V4, DEFAULT_VIP_V6, FABRIC_MTU, HOST_INTERFACE, Host, LAB_PREFIX, Role,
     Topology, TopologyOptions,
 };
 pub use wait::wait_until;
+pub use web::{ADMIN, VIRTUAL_SERVER, WEB_LISTEN, WEB_PORT};
 
 /// Longest tag [`unique_prefix`] keeps.
 const MAX_TAG_LEN: usize = 4;

@@ -17,9 +17,10 @@ use std::{
 
 use lb_daemon::dataplane::attach;
 use lb_lab::{
-    BalancerConfig, EchoStream, HealthKind, Topology, TopologyOptions, unique_prefix, wait_until,
+    BalancerConfig, Daemon, EchoBackend, EchoStream, HealthKind, TempDir, Topology,
+    TopologyOptions, unique_prefix, wait_until,
 };
-use support::daemon::{Daemon, TempDir, backends_with_echo, pass_on_balancer_ports};
+use support::lb_daemon;
 
 const PORT: u16 = 7000;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,20 +33,32 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     options.lb_b = false;
     let lab = Topology::create(&options).unwrap();
     let vip = IpAddr::from(lab.vip_v4());
-    pass_on_balancer_ports(&lab);
-    let _echo = backends_with_echo(&lab, vip, PORT);
+    lab.pass_on_balancer_ports(lb_daemon()).unwrap();
+    lab.decap_on_backends(lb_daemon()).unwrap();
+    let _echo: Vec<EchoBackend> = lab
+        .backends()
+        .iter()
+        .map(|be| EchoBackend::start(be.ns(), SocketAddr::new(vip, PORT)).expect("echo server"))
+        .collect();
     // The balancer owns the VIP on the segment (VRRP's job in the full lab).
-    lab.lb_a()
-        .ns()
-        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
-        .unwrap();
-    let dir = TempDir::new(&prefix);
+    lab.lb_a().hold_vip(vip).unwrap();
+    let dir = TempDir::new(&prefix).unwrap();
     let backends: Vec<IpAddr> = lab.backends().iter().map(|b| b.addr_like(vip)).collect();
     let mut config = BalancerConfig::new("echo", vip, PORT, &backends);
     config.health.kind = HealthKind::None;
     let config = config.to_toml();
-    let first = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
-    first.wait_log("lb_daemon::daemon: running", 1, TIMEOUT);
+    let start = || {
+        Daemon::start_running(
+            lab.lb_a().ns(),
+            lb_daemon(),
+            dir.path(),
+            "lb-a",
+            &config,
+            TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    let first = start();
 
     let client = lab.client().ns();
     let addr = SocketAddr::new(vip, PORT);
@@ -87,10 +100,7 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     let program = attached(lab.lb_a().ns()).expect("the program outlives the daemon");
     thread::sleep(Duration::from_millis(700));
 
-    let second = Daemon::start(lab.lb_a().ns(), &dir.0, "lb-a", &config);
-    // The full target: "running" alone also matches a field of the size
-    // warning an adopting daemon may log.
-    second.wait_log("lb_daemon::daemon: running", 2, TIMEOUT);
+    let second = start();
     assert!(
         second.log_text().contains("adopted the balancer program"),
         "{}",
@@ -106,7 +116,7 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     let status = lab
         .lb_a()
         .ns()
-        .exec_ok(support::daemon::BINARY, &["status", "--json"])
+        .exec_ok(lb_daemon().to_str().unwrap(), &["status", "--json"])
         .unwrap();
     let status: lb_daemon::status::Status = serde_json::from_str(&status).unwrap();
     let echo = &status.virtual_servers[0];

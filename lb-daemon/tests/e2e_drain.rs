@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use lb_lab::{HttpSession, http_get_many, wait_until};
-use support::e2e::{E2e, VIRTUAL_SERVER, tally};
+use lb_lab::{HttpSession, VIRTUAL_SERVER, http_get_many, wait_until};
+use support::e2e::{E2e, tally};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections held on the drained backend.

@@ -17,7 +17,7 @@ use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec, XdpMode, attach, programmer::VipId,
 };
 use lb_lab::{HttpBackend, Topology, TopologyOptions, http_get, unique_prefix};
-use support::daemon::{BINARY, pass_on_balancer_ports};
+use support::lb_daemon;
 
 const CONNECTIONS: usize = 60;
 const PORT: u16 = 80;
@@ -34,10 +34,7 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
         .map(|b| HttpBackend::start(b.ns(), SocketAddr::new(vip.into(), PORT), b.name()).unwrap())
         .collect();
     // The balancer owns the VIP on the segment (VRRP's job in production).
-    lab.lb_a()
-        .ns()
-        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
-        .unwrap();
+    lab.lb_a().hold_vip(vip.into()).unwrap();
     let mut balancer = Balancer::load(&LoadOptions {
         ring_size: 65_537,
         max_vips: 4,
@@ -66,7 +63,7 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
         .collect();
     balancer.programmer_mut().set(spec, &backends).unwrap();
 
-    pass_on_balancer_ports(&lab);
+    lab.pass_on_balancer_ports(lb_daemon()).unwrap();
     lab.lb_a().ns().enter(|| {
         let eth0 = attach::ifindex("eth0").unwrap();
         let mode = balancer.attach(eth0, XdpMode::Driver).unwrap();
@@ -75,14 +72,7 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
     });
     if forwarding == Forwarding::Tunnel {
         // The decapsulation program, attached by the CLI, which exits.
-        for b in lab.backends() {
-            b.ns()
-                .exec_ok(
-                    BINARY,
-                    &["decap", "--interface", "eth0", "--vip", &vip.to_string()],
-                )
-                .expect("lb-daemon decap");
-        }
+        lab.decap_on_backends(lb_daemon()).unwrap();
     }
 
     let before = balancer.maps().counters().unwrap();

@@ -18,9 +18,12 @@ use std::{
 
 use hyper::Method;
 use lb_daemon::admin::client;
-use lb_lab::{HealthKind, HttpLoad, HttpLoadOptions, Netns, NsChild, VrrpConfig, wait_until};
+use lb_lab::{
+    HealthKind, HttpLoad, HttpLoadOptions, Netns, NsChild, VIRTUAL_SERVER, VrrpConfig, WEB_PORT,
+    wait_until,
+};
 use serde_json::Value;
-use support::e2e::{E2e, PORT, VIRTUAL_SERVER};
+use support::e2e::E2e;
 
 const METRICS: &str = "127.0.0.1:9100";
 const PROMETHEUS: &str = "127.0.0.1:9090";
@@ -182,7 +185,7 @@ fn prometheus_scrapes_the_daemon_under_traffic() {
     )
     .unwrap();
 
-    let prometheus = Prometheus::start(lb, &e2e.dir.0, METRICS);
+    let prometheus = Prometheus::start(lb, e2e.dir.path(), METRICS);
     wait_until(TIMEOUT, "prometheus to be ready", || {
         Ok(prometheus
             .get(lb, "/-/ready")
@@ -204,7 +207,7 @@ fn prometheus_scrapes_the_daemon_under_traffic() {
     );
     assert_eq!(vips.len(), 1, "{vips:?}");
     assert_eq!(label(&vips[0], "vip"), e2e.vip().to_string());
-    assert_eq!(label(&vips[0], "port"), PORT.to_string());
+    assert_eq!(label(&vips[0], "port"), WEB_PORT.to_string());
     assert_eq!(label(&vips[0], "protocol"), "tcp");
     assert_eq!(label(&vips[0], "job"), "lb");
 

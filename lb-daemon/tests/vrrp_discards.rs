@@ -26,9 +26,9 @@ use lb_daemon::{
         packet::{self, Advert, Version},
     },
 };
-use lb_lab::{Netns, Topology, TopologyOptions, unique_prefix, wait_until};
+use lb_lab::{Netns, TempDir, Topology, TopologyOptions, unique_prefix, wait_until};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{daemon::TempDir, require_root};
+use support::require_root;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -227,9 +227,9 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     for (ns, _) in side {
         lb_lab::link::wait_up(ns, "eth1", TIMEOUT).unwrap();
     }
-    let dir = TempDir::new("vrrp-discards");
-    let notify = dir.0.join("notify.sh");
-    let notified = dir.0.join("notified");
+    let dir = TempDir::new("vrrp-discards").unwrap();
+    let notify = dir.path().join("notify.sh");
+    let notified = dir.path().join("notified");
     fs::write(
         &notify,
         format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", notified.display()),

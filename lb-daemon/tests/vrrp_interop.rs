@@ -29,12 +29,10 @@ use std::{
 
 use lb_daemon::vrrp::addresses;
 use lb_lab::{
-    Netns, NsChild, Topology, TopologyOptions, link::neighbour, unique_prefix, wait_until,
+    Daemon, Netns, NsChild, TempDir, Topology, TopologyOptions, link::neighbour, unique_prefix,
+    wait_until,
 };
-use support::{
-    daemon::{Daemon, TempDir},
-    require_root,
-};
+use support::{lb_daemon, require_root};
 
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 const VIP_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -159,7 +157,10 @@ impl Node {
         (priority, own, peer): (u8, IpAddr, IpAddr),
     ) -> Node {
         let process = match kind {
-            Kind::Ours => Process::Ours(Daemon::start(ns, dir, name, &setup.ours(priority, peer))),
+            Kind::Ours => Process::Ours(
+                Daemon::start(ns, lb_daemon(), dir, name, &setup.ours(priority, peer))
+                    .expect("start lb-daemon"),
+            ),
             Kind::Keepalived => {
                 let config = dir.join(format!("{name}.conf"));
                 fs::write(&config, setup.keepalived(priority, own, peer)).unwrap();
@@ -356,7 +357,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
     let mut options = TopologyOptions::new(unique_prefix(tag));
     options.backends = 1;
     let lab = Topology::create(&options).expect("create lab");
-    let dir = TempDir::new(&format!("vrrp-{tag}"));
+    let dir = TempDir::new(&format!("vrrp-{tag}")).unwrap();
     let (a, b) = (lab.lb_a().ns(), lab.lb_b().unwrap().ns());
     let vip = setup.vip();
     let margin = Duration::from_millis(100).max(setup.interval / 2);
@@ -375,8 +376,22 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
         lab.lb_a().addr_like(vip),
         lab.lb_b().unwrap().addr_like(vip),
     );
-    let low = Node::start(low_kind, b, &dir.0, "low", &setup, (LOW, addr_b, addr_a));
-    let mut high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_a, addr_b));
+    let low = Node::start(
+        low_kind,
+        b,
+        dir.path(),
+        "low",
+        &setup,
+        (LOW, addr_b, addr_a),
+    );
+    let mut high = Node::start(
+        high_kind,
+        a,
+        dir.path(),
+        "high",
+        &setup,
+        (HIGH, addr_a, addr_b),
+    );
     let startup = setup.master_down(LOW) + Duration::from_secs(3);
     let log = |dir: &Path| {
         ["high", "low"]
@@ -391,7 +406,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
     };
     let check = |result: std::thread::Result<()>| {
         if let Err(panic) = result {
-            eprintln!("{label}\n{}", log(&dir.0));
+            eprintln!("{label}\n{}", log(dir.path()));
             std::panic::resume_unwind(panic);
         }
     };
@@ -483,7 +498,14 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
 
         watch_high = Watch::start(a, vip);
         alive_since = Instant::now();
-        high = Node::start(high_kind, a, &dir.0, "high", &setup, (HIGH, addr_a, addr_b));
+        high = Node::start(
+            high_kind,
+            a,
+            dir.path(),
+            "high",
+            &setup,
+            (HIGH, addr_a, addr_b),
+        );
         check(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
             || {
                 preempts.push(watch_high.wait_appeared(alive_since, startup, "preemption back"));
@@ -694,7 +716,7 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
     let mut options = TopologyOptions::new(unique_prefix("vrhup"));
     options.backends = 1;
     let lab = Topology::create(&options).expect("create lab");
-    let dir = TempDir::new("vrrp-hup");
+    let dir = TempDir::new("vrrp-hup").unwrap();
     let (a, b) = (lab.lb_a().ns(), lab.lb_b().unwrap().ns());
     let vip = setup.vip();
     let peer_of_b = lab.lb_a().addr_like(vip);
@@ -704,12 +726,19 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
     let _keepalived = Node::start(
         Kind::Keepalived,
         a,
-        &dir.0,
+        dir.path(),
         "keepalived",
         &setup,
         (HIGH, peer_of_b, peer_of_a),
     );
-    let ours = Daemon::start(b, &dir.0, "ours", &setup.ours(LOW, peer_of_b));
+    let ours = Daemon::start(
+        b,
+        lb_daemon(),
+        dir.path(),
+        "ours",
+        &setup.ours(LOW, peer_of_b),
+    )
+    .expect("start lb-daemon");
     watch_a.wait_state(true, Duration::from_secs(5), "keepalived master");
     std::thread::sleep(setup.interval * 5);
     assert!(!watch_b.holds(), "ours holds the VIP as backup");
@@ -723,7 +752,8 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
 
     fs::write(&ours.config, "[[vrrp.instance]]\nname = 3\n").unwrap();
     ours.child.kill(libc::SIGHUP).unwrap();
-    ours.wait_log("reload rejected", 1, Duration::from_secs(5));
+    ours.wait_log("reload rejected", 1, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     std::thread::sleep(setup.interval * 5);
     assert!(watch_b.holds(), "ours lost the VIP after a rejected reload");
     assert!(!watch_a.holds());

@@ -1,18 +1,14 @@
 //! The balancers' admin API as the live view uses it: `GET
-//! /api/v1/status` and the drain endpoints, over plain HTTP/1.0 from inside
-//! a balancer's namespace.
+//! /api/v1/status` and the drain endpoints, at [`lb_lab::ADMIN`] from
+//! inside a balancer's namespace ([`lb_lab::http_request`]).
 //!
 //! The status types mirror the fields of `lb_daemon::status::Status` that
 //! the view shows (xtask does not link the daemon: it must build before the
 //! eBPF toolchain is installed). Unknown fields are ignored.
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use lb_lab::Netns;
+use anyhow::{Context as _, Result, ensure};
+use lb_lab::{ADMIN, Netns, http_request};
 use serde::Deserialize;
 
 const TIMEOUT: Duration = Duration::from_millis(800);
@@ -54,17 +50,16 @@ pub struct Vrrp {
 }
 
 /// `GET /api/v1/status` from inside `ns`.
-pub fn status(ns: &Netns, admin: SocketAddr) -> Result<Status> {
-    let body = request(ns, admin, "GET", "/api/v1/status")?;
+pub fn status(ns: &Netns) -> Result<Status> {
+    let body = request(ns, "GET", "/api/v1/status")?;
     serde_json::from_str(&body).context("decoding the status")
 }
 
 /// `POST /api/v1/backends/{vs}/{addr}/drain` (or `undrain`).
-pub fn drain(ns: &Netns, admin: SocketAddr, vs: &str, backend: &str, drain: bool) -> Result<()> {
+pub fn drain(ns: &Netns, vs: &str, backend: &str, drain: bool) -> Result<()> {
     let action = if drain { "drain" } else { "undrain" };
     request(
         ns,
-        admin,
         "POST",
         &format!("/api/v1/backends/{vs}/{backend}/{action}"),
     )
@@ -72,32 +67,15 @@ pub fn drain(ns: &Netns, admin: SocketAddr, vs: &str, backend: &str, drain: bool
 }
 
 /// One request; the body of a 2xx answer, an error otherwise.
-fn request(ns: &Netns, admin: SocketAddr, method: &str, path: &str) -> Result<String> {
-    let answer = ns
-        .enter(|| -> std::io::Result<Vec<u8>> {
-            let mut stream = TcpStream::connect_timeout(&admin, TIMEOUT)?;
-            stream.set_read_timeout(Some(TIMEOUT))?;
-            stream.set_write_timeout(Some(TIMEOUT))?;
-            // HTTP/1.0: the answer is never chunked and ends with the
-            // connection.
-            write!(
-                stream,
-                "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n"
-            )?;
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer)?;
-            Ok(answer)
-        })
-        .with_context(|| format!("{method} http://{admin}{path} in {}", ns.name()))?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("{method} {path}: no HTTP head in the answer"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
-    if !status.starts_with('2') {
-        bail!("{method} {path}: {} {}", status, body.trim());
-    }
-    Ok(body.to_owned())
+fn request(ns: &Netns, method: &str, path: &str) -> Result<String> {
+    let reply = http_request(ns, ADMIN, method, path, TIMEOUT)?;
+    ensure!(
+        (200..300).contains(&reply.status),
+        "{method} {path}: {} {}",
+        reply.status,
+        reply.body.trim()
+    );
+    Ok(reply.body)
 }
 
 #[cfg(test)]

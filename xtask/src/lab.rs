@@ -2,13 +2,13 @@
 //! kept after xtask exits.
 //!
 //! `up` builds the namespaces ([`lb_lab::Topology`]), attaches XDP_PASS to
-//! the bridge ports facing the balancers (lab fact), attaches the
-//! decapsulation program on every backend and starts, detached, one HTTP
-//! server per backend (`xtask lab serve-http`, answering with the
-//! backend's name) and `lb-daemon run` on lb-a and lb-b (a VRRP pair for
-//! the VIP, lb-a preferred). Configs, logs and the PIDs of the processes
-//! (with their start times, so that a reused PID is never signalled) are
-//! kept in `/run/lb-lab/PREFIX/`.
+//! the bridge ports facing the balancers and the decapsulation program on
+//! every backend, and starts, detached, one HTTP server per backend (`xtask
+//! lab serve-http`, answering with the backend's name) and `lb-daemon run`
+//! on lb-a and lb-b (a VRRP pair for the VIP, lb-a preferred): the web
+//! service of [`lb_lab::web`], as the end-to-end tests run it. Configs,
+//! logs and the PIDs of the processes (with their start times, so that a
+//! reused PID is never signalled) are kept in `/run/lb-lab/PREFIX/`.
 //!
 //! `down` stops exactly those processes (SIGTERM, so that the daemons
 //! leave gracefully, then SIGKILL), removes the namespaces whose names
@@ -26,18 +26,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use lb_lab::{
-    BalancerConfig, Forwarding, HealthKind, HttpBackend, Netns, Topology, TopologyOptions,
-    VrrpConfig, wait_http, wait_until,
+    DaemonLog, Forwarding, HealthKind, HttpBackend, Netns, RUNNING, Topology, TopologyOptions,
+    VIRTUAL_SERVER, VrrpConfig, WEB_LISTEN, WEB_PORT, run_command, wait_http, wait_until,
 };
 
 /// Where each lab keeps its configs, logs and PIDs.
 pub const STATE_ROOT: &str = "/run/lb-lab";
-/// The HTTP port of the lab's virtual server.
-pub const HTTP_PORT: u16 = 80;
-/// The virtual server's name (admin API paths).
-pub const VIRTUAL_SERVER: &str = "web";
-/// The balancers' admin API, inside each balancer's namespace.
-pub const ADMIN: &str = "127.0.0.1:9180";
 /// VRRP priorities: lb-a is preferred.
 const PRIORITY_A: u8 = 150;
 const PRIORITY_B: u8 = 100;
@@ -201,54 +195,20 @@ impl Lab {
     }
 
     fn populate(&mut self, topology: &Topology) -> Result<()> {
-        let lb_daemon = self.options.lb_daemon.clone();
-        let lb_daemon = lb_daemon.to_str().context("lb-daemon path is not UTF-8")?;
-        for port in topology.balancer_ports() {
-            topology
-                .bridge()
-                .ns()
-                .exec_ok(lb_daemon, &["decap", "--interface", port, "--pass"])
-                .with_context(|| format!("XDP_PASS on bridge port {port}"))?;
-        }
-        let vips = [topology.vip_v4().to_string(), topology.vip_v6().to_string()];
+        topology.pass_on_balancer_ports(&self.options.lb_daemon)?;
+        topology.decap_on_backends(&self.options.lb_daemon)?;
         for be in topology.backends() {
-            be.ns()
-                .exec_ok(
-                    lb_daemon,
-                    &[
-                        "decap",
-                        "--interface",
-                        be.interface(),
-                        "--vip",
-                        &vips[0],
-                        "--vip",
-                        &vips[1],
-                    ],
-                )
-                .with_context(|| format!("lb-daemon decap on {}", be.name()))?;
             self.start_http(be.name())?;
         }
-        let backends: Vec<IpAddr> = topology
-            .backends()
-            .iter()
-            .map(|be| be.ipv4().into())
-            .collect();
         for (index, lb) in topology.balancers().iter().enumerate() {
-            let mut config = BalancerConfig::new(VIRTUAL_SERVER, self.vip, HTTP_PORT, &backends);
+            let mut config = topology.web_config(topology.backends().len());
             config.forwarding = self.options.forwarding;
             config.health.kind = self.options.health;
-            config.admin = ADMIN.to_owned();
             if self.options.no_vrrp {
                 if index > 0 {
                     continue;
                 }
-                lb.ns().ip(&[
-                    "addr",
-                    "add",
-                    &format!("{}/32", self.vip),
-                    "dev",
-                    lb.interface(),
-                ])?;
+                lb.hold_vip(self.vip)?;
             } else {
                 let priority = if index == 0 { PRIORITY_A } else { PRIORITY_B };
                 config.vrrp = Some(VrrpConfig::new(priority));
@@ -265,7 +225,7 @@ impl Lab {
             self.wait_daemon(&name, 1)?;
         }
         let client = Netns::existing(&self.client_ns)?;
-        let vip = SocketAddr::new(self.vip, HTTP_PORT);
+        let vip = SocketAddr::new(self.vip, WEB_PORT);
         wait_http(&client, vip, START_TIMEOUT).context("the VIP does not answer")?;
         self.write_summary()
     }
@@ -283,7 +243,7 @@ impl Lab {
             "--name",
             host,
             "--listen",
-            &format!("[::]:{HTTP_PORT}"),
+            &WEB_LISTEN.to_string(),
         ]);
         self.spawn(host, "http", &ns, command)
     }
@@ -291,38 +251,20 @@ impl Lab {
     /// Starts `lb-daemon run` on balancer `host`, detached.
     pub fn start_daemon(&mut self, host: &str) -> Result<()> {
         let ns = self.ns_of(host)?;
-        let mut command = Command::new(&self.options.lb_daemon);
-        command
-            .args(["run", "--config"])
-            .arg(self.dir.join(format!("{host}.toml")))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+        let config = self.dir.join(format!("{host}.toml"));
+        let command = run_command(&self.options.lb_daemon, &config);
         self.spawn(host, "daemon", &ns, command)
-    }
-
-    /// How many times the daemon on `host` has logged that it runs.
-    pub fn daemon_starts(&self, host: &str) -> usize {
-        fs::read_to_string(self.log_path(host, "daemon"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains(" running"))
-            .count()
     }
 
     /// Waits until the daemon on `host` logs that it runs for the
     /// `starts`-th time.
     pub fn wait_daemon(&self, host: &str, starts: usize) -> Result<()> {
-        let log = self.log_path(host, "daemon");
-        wait_until(START_TIMEOUT, &format!("lb-daemon on {host}"), || {
+        let log = DaemonLog::new(self.log_path(host, "daemon"));
+        log.wait(RUNNING, starts, START_TIMEOUT, || {
             let record = self.record(host, "daemon").context("no daemon record")?;
-            if !record.alive() {
-                bail!(
-                    "lb-daemon on {host} exited:\n{}",
-                    tail(&fs::read_to_string(&log).unwrap_or_default(), 20)
-                );
-            }
-            Ok((self.daemon_starts(host) >= starts).then_some(()))
+            Ok((!record.alive()).then(|| format!("pid {}", record.pid)))
         })
+        .with_context(|| format!("lb-daemon on {host}"))
     }
 
     fn ns_of(&self, host: &str) -> Result<String> {
@@ -394,7 +336,7 @@ impl Lab {
         let mut text = self.table.clone();
         let _ = writeln!(
             text,
-            "\nvirtual server {VIRTUAL_SERVER}: http://{}:{HTTP_PORT}/ ({}, {} health checks{})",
+            "\nvirtual server {VIRTUAL_SERVER}: http://{}:{WEB_PORT}/ ({}, {} health checks{})",
             self.vip,
             self.options.forwarding.as_str(),
             self.options.health.as_str(),

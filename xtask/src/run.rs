@@ -31,11 +31,11 @@ use crossterm::{
     event::{self, Event, KeyCode, KeyEventKind, KeyModifiers},
     terminal::{self, ClearType},
 };
-use lb_lab::{HttpLoad, HttpLoadOptions, HttpSession, Netns};
+use lb_lab::{HttpLoad, HttpLoadOptions, HttpSession, Netns, VIRTUAL_SERVER, WEB_PORT};
 
 use crate::{
     RunArgs, admin,
-    lab::{self, ADMIN, HTTP_PORT, Lab, VIRTUAL_SERVER},
+    lab::{self, Lab},
     view::{self, BackendRow, BalancerRow, Snapshot},
 };
 
@@ -311,7 +311,6 @@ struct ViewState {
     selected: usize,
     drained: Vec<bool>,
     events: Vec<String>,
-    admin: SocketAddr,
     /// Last packets each balancer reported per backend address (a stopped
     /// daemon's figures stay counted).
     packets: HashMap<(String, String), u64>,
@@ -326,7 +325,7 @@ impl ViewState {
     fn new(lab: &Lab, args: &RunArgs, interactive: bool) -> ViewState {
         ViewState {
             title: format!(
-                "lb lab {}: VIP {}:{HTTP_PORT}, {}, {} health checks{}",
+                "lb lab {}: VIP {}:{WEB_PORT}, {}, {} health checks{}",
                 lab.options.prefix,
                 lab.vip,
                 lab.options.forwarding.as_str(),
@@ -339,7 +338,6 @@ impl ViewState {
             selected: 0,
             drained: vec![false; lab.backends.len()],
             events: Vec::new(),
-            admin: ADMIN.parse().expect("a valid address"),
             packets: HashMap::new(),
             balancer_packets: HashMap::new(),
             previous: None,
@@ -402,7 +400,7 @@ impl ViewState {
                 continue;
             }
             let ns = Netns::existing(ns)?;
-            admin::drain(&ns, self.admin, VIRTUAL_SERVER, &address.to_string(), drain)
+            admin::drain(&ns, VIRTUAL_SERVER, &address.to_string(), drain)
                 .with_context(|| format!("on {balancer}"))?;
             done.push(balancer.clone());
         }
@@ -427,7 +425,7 @@ impl ViewState {
                 ..BalancerRow::default()
             };
             if running {
-                match Netns::existing(ns).and_then(|ns| admin::status(&ns, self.admin)) {
+                match Netns::existing(ns).and_then(|ns| admin::status(&ns)) {
                     Ok(status) => {
                         let vs = status
                             .virtual_servers
@@ -551,14 +549,13 @@ impl ViewState {
 
 /// Stops the master's daemon (lb-a when no daemon answers).
 fn stop_master(lab: &mut Lab, signal: libc::c_int, how: &str) -> Result<String> {
-    let admin: SocketAddr = ADMIN.parse().expect("a valid address");
     let mut target = None;
     for (name, ns) in &lab.balancers {
         if !lab.record(name, "daemon").is_some_and(lab::Record::alive) {
             continue;
         }
         let is_master = Netns::existing(ns)
-            .and_then(|ns| admin::status(&ns, admin))
+            .and_then(|ns| admin::status(&ns))
             .is_ok_and(|s| s.vrrp.first().is_some_and(|v| v.state == "master"));
         if is_master || target.is_none() {
             target = Some(name.clone());
@@ -639,7 +636,7 @@ impl SessionsShared {
 
 impl Traffic {
     fn start(client: &Netns, lab: &Lab, args: &RunArgs) -> Result<Traffic> {
-        let vip = SocketAddr::new(lab.vip, HTTP_PORT);
+        let vip = SocketAddr::new(lab.vip, WEB_PORT);
         let load = HttpLoad::start(
             client,
             vip,

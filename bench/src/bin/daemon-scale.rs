@@ -18,13 +18,12 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use lb_bench::fixtures;
-use lb_lab::{Netns, link, unique_prefix, wait_until};
+use lb_lab::{Daemon, Netns, TempDir, link, unique_prefix};
 use serde_json::json;
 
 /// Backends per virtual server.
@@ -56,11 +55,8 @@ fn main() -> anyhow::Result<()> {
     // real, the neighbour table holds one entry.
     lb.ip(&["route", "add", "10.0.0.0/8", "via", "192.168.77.2"])?;
 
-    let dir = std::env::temp_dir().join(format!("lb-{prefix}"));
-    fs::create_dir_all(&dir)?;
-    let result = measure(&lb, &daemon, &dir, virtual_servers);
-    let _ = fs::remove_dir_all(&dir);
-    let figures = result?;
+    let dir = TempDir::new(&prefix)?;
+    let figures = measure(&lb, &daemon, dir.path(), virtual_servers)?;
 
     fs::create_dir_all(&out)?;
     fs::write(
@@ -94,33 +90,22 @@ fn measure(
     dir: &Path,
     virtual_servers: usize,
 ) -> anyhow::Result<Figures> {
-    let config = dir.join("lb.toml");
-    fs::write(&config, config_text(virtual_servers, 0))?;
-    let log_path = dir.join("lb.log");
-    let log = fs::File::create(&log_path)?;
-    let mut command = Command::new(daemon);
-    command
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log);
+    let config = config_text(virtual_servers, 0);
     let started = Instant::now();
-    let child = lb.spawn(command)?;
-    wait_for_log(&log_path, "running", &child)?;
+    let daemon = Daemon::start_running(lb, daemon, dir, "lb", &config, TIMEOUT)?;
     let start = started.elapsed();
-    let start_memory = memory(child.pid())?;
+    let start_memory = memory(daemon.child.pid())?;
 
-    fs::write(&config, config_text(virtual_servers, 1))?;
+    fs::write(&daemon.config, config_text(virtual_servers, 1))?;
     let signalled = Instant::now();
-    child.kill(libc::SIGHUP)?;
-    wait_for_log(&log_path, "reload applied", &child)?;
+    daemon.child.kill(libc::SIGHUP)?;
+    daemon.wait_log("reload applied", 1, TIMEOUT)?;
     let reload = signalled.elapsed();
     // Health checks and VRRP follow the new file, freed memory is returned.
-    wait_for_log(&log_path, "reload complete", &child)?;
-    let reload_memory = memory(child.pid())?;
+    daemon.wait_log("reload complete", 1, TIMEOUT)?;
+    let reload_memory = memory(daemon.child.pid())?;
 
-    let status = child.terminate(Duration::from_secs(30))?;
+    let status = daemon.child.terminate(Duration::from_secs(30))?;
     if !status.success() {
         bail!("lb-daemon exited with {status}");
     }
@@ -143,16 +128,6 @@ fn config_text(virtual_servers: usize, generation: u32) -> String {
         } else {
             100
         }
-    })
-}
-
-fn wait_for_log(path: &Path, needle: &str, child: &lb_lab::NsChild) -> anyhow::Result<()> {
-    wait_until(TIMEOUT, needle, || {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        if let Some(status) = child.try_wait()? {
-            bail!("lb-daemon exited with {status}:\n{text}");
-        }
-        Ok(text.contains(needle).then_some(()))
     })
 }
 

@@ -2,7 +2,7 @@
 //! and the settings its role needs.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::{CLIENT_MTU, FABRIC_MTU, HOST_INTERFACE, TopologyOptions};
 use crate::{Bridge, Netns, link};
@@ -82,6 +82,14 @@ impl Host {
     /// The interface's MTU.
     pub fn mtu(&self) -> u32 {
         self.mtu
+    }
+
+    /// Gives `vip` to this host by hand (a balancer without VRRP): a
+    /// host address (/32, /128) on its interface.
+    pub fn hold_vip(&self, vip: IpAddr) -> Result<()> {
+        let host_bits = if vip.is_ipv4() { 32 } else { 128 };
+        link::add_address(&self.ns, HOST_INTERFACE, vip, host_bits)
+            .with_context(|| format!("adding the VIP {vip} on {}", self.name))
     }
 
     /// Gives up the host, keeping its namespace guard.

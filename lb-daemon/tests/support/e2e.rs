@@ -9,26 +9,23 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
 use lb_daemon::status::Status;
 
 use lb_lab::{
-    BalancerConfig, Host, HttpBackend, Topology, TopologyOptions, unique_prefix, wait_http,
+    ADMIN, BalancerConfig, Daemon, Host, HttpBackend, TempDir, Topology, TopologyOptions,
+    WEB_LISTEN, http_request, unique_prefix, wait_http,
 };
 
-use super::daemon::{BINARY, Daemon, TempDir, pass_on_balancer_ports};
+use super::lb_daemon;
 
-/// The virtual server's port and name.
-pub const PORT: u16 = 80;
-pub const VIRTUAL_SERVER: &str = "web";
-/// The admin API inside each balancer's namespace.
-pub const ADMIN: &str = "127.0.0.1:9180";
 /// Longest wait for a daemon to start or the VIP to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for an admin API call.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A lab with HTTP servers on its backends; daemons are started by the test.
 pub struct E2e {
@@ -41,8 +38,8 @@ pub struct E2e {
 
 impl E2e {
     /// The lab with `backends` backends and, if `lb_b`, the second
-    /// balancer; each backend serves HTTP on `[::]:80` and decapsulates
-    /// tunnelled packets to the VIPs.
+    /// balancer; each backend serves HTTP on [`WEB_LISTEN`] and
+    /// decapsulates tunnelled packets to the VIPs.
     pub fn new(tag: &str, backends: u8, lb_b: bool) -> E2e {
         super::require_root();
         let prefix = unique_prefix(tag);
@@ -50,58 +47,36 @@ impl E2e {
         options.backends = backends;
         options.lb_b = lb_b;
         let lab = Topology::create(&options).expect("create the lab");
-        pass_on_balancer_ports(&lab);
-        let vips = [lab.vip_v4().to_string(), lab.vip_v6().to_string()];
+        lab.pass_on_balancer_ports(lb_daemon())
+            .expect("XDP_PASS on the bridge ports");
+        lab.decap_on_backends(lb_daemon()).expect("lb-daemon decap");
         let servers = lab
             .backends()
             .iter()
-            .map(|be| {
-                be.ns()
-                    .exec_ok(
-                        BINARY,
-                        &[
-                            "decap",
-                            "--interface",
-                            be.interface(),
-                            "--vip",
-                            &vips[0],
-                            "--vip",
-                            &vips[1],
-                        ],
-                    )
-                    .expect("lb-daemon decap");
-                let any = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), PORT);
-                HttpBackend::start(be.ns(), any, be.name()).expect("HTTP server")
-            })
+            .map(|be| HttpBackend::start(be.ns(), WEB_LISTEN, be.name()).expect("HTTP server"))
             .collect();
         E2e {
             daemons: BTreeMap::new(),
             servers,
-            dir: TempDir::new(&prefix),
+            dir: TempDir::new(&prefix).expect("a directory for configs and logs"),
             lab,
         }
     }
 
     /// The IPv4 VIP.
     pub fn vip(&self) -> IpAddr {
-        self.lab.vip_v4().into()
+        self.vip_addr().ip()
     }
 
     /// The VIP's HTTP address.
     pub fn vip_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.vip(), PORT)
+        self.lab.web_addr()
     }
 
     /// A config over the first `backends` backends (tunnel mode, tcp
     /// checks, no VRRP).
     pub fn config(&self, backends: usize) -> BalancerConfig {
-        let addresses: Vec<IpAddr> = self.lab.backends()[..backends]
-            .iter()
-            .map(|be| be.ipv4().into())
-            .collect();
-        let mut config = BalancerConfig::new(VIRTUAL_SERVER, self.vip(), PORT, &addresses);
-        config.admin = ADMIN.to_owned();
-        config
+        self.lab.web_config(backends)
     }
 
     /// The balancer called `name` (`lb-a`, `lb-b`).
@@ -111,15 +86,8 @@ impl E2e {
 
     /// Gives the VIP to `balancer` by hand (for tests without VRRP).
     pub fn hold_vip(&self, balancer: &str) {
-        let host = self.balancer(balancer);
-        host.ns()
-            .ip(&[
-                "addr",
-                "add",
-                &format!("{}/32", self.vip()),
-                "dev",
-                host.interface(),
-            ])
+        self.balancer(balancer)
+            .hold_vip(self.vip())
             .expect("add the VIP");
     }
 
@@ -127,9 +95,15 @@ impl E2e {
     /// it runs.
     pub fn start_daemon(&mut self, balancer: &str, config: &BalancerConfig) {
         let ns = self.balancer(balancer).ns();
-        let daemon = Daemon::start(ns, &self.dir.0, balancer, &config.to_toml());
-        let starts = daemon.log_text().matches(" running").count();
-        daemon.wait_log(" running", starts + 1, START_TIMEOUT);
+        let daemon = Daemon::start_running(
+            ns,
+            lb_daemon(),
+            self.dir.path(),
+            balancer,
+            &config.to_toml(),
+            START_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("lb-daemon on {balancer}: {e:#}"));
         self.daemons.insert(balancer.to_owned(), daemon);
     }
 
@@ -172,30 +146,10 @@ impl E2e {
     /// One request to the admin API of `balancer` (from inside its
     /// namespace); returns the status code and body.
     pub fn admin(&self, balancer: &str, method: &str, path: &str) -> (u16, String) {
-        let admin: SocketAddr = ADMIN.parse().unwrap();
-        let answer = self
-            .balancer(balancer)
-            .ns()
-            .enter(|| -> std::io::Result<String> {
-                let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(2))?;
-                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                // HTTP/1.0: no chunks, the answer ends with the connection.
-                write!(
-                    stream,
-                    "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n"
-                )?;
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer)?;
-                Ok(answer)
-            })
-            .unwrap_or_else(|e| panic!("{method} {path} on {balancer}: {e}\n{}", self.logs()));
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {answer:?}"));
-        (code, body.to_owned())
+        let ns = self.balancer(balancer).ns();
+        let reply = http_request(ns, ADMIN, method, path, ADMIN_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{method} {path} on {balancer}: {e:#}\n{}", self.logs()));
+        (reply.status, reply.body)
     }
 
     /// `GET /api/v1/status` of `balancer`.

@@ -1,9 +1,15 @@
 //! Shared by the integration tests.
 #![allow(dead_code)]
 
-pub mod daemon;
 pub mod e2e;
 pub mod packets;
+
+use std::path::Path;
+
+/// The `lb-daemon` binary cargo built for these tests.
+pub fn lb_daemon() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lb-daemon"))
+}
 
 /// Privileged tests fail loudly when not run as root: `cargo xtask test`
 /// runs them as root (as CI does); they are never skipped silently.
