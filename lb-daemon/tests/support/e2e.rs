@@ -1,8 +1,10 @@
 //! The end-to-end set-up of DESIGN.md §7 for the e2e_* tests: the lab
-//! topology, XDP_PASS on the bridge ports facing balancers, on every
-//! backend the decapsulation program and an HTTP server answering with the
-//! backend's name on the VIP's port, and `lb-daemon run` on the balancers
-//! with configs from [`lb_lab::BalancerConfig`].
+//! topology running the web service of [`lb_lab::web`] (XDP_PASS on the
+//! bridge ports facing balancers, on every backend the decapsulation
+//! program and an HTTP server answering with the backend's name), and
+//! `lb-daemon run` on the balancers ([`lb_lab::Daemon`]) with configs from
+//! [`lb_lab::Topology::web_config`]; the admin API through
+//! [`lb_lab::http_request`].
 //!
 //! Everything is removed on drop (daemons, servers, namespaces, the
 //! directory of configs and logs), also when a test fails.
