@@ -357,7 +357,8 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
     let mut options = TopologyOptions::new(unique_prefix(tag));
     options.backends = 1;
     let lab = Topology::create(&options).expect("create lab");
-    let dir = TempDir::new(&format!("vrrp-{tag}")).unwrap();
+    let temp_dir = TempDir::new(&format!("vrrp-{tag}")).unwrap();
+    let dir = temp_dir.path();
     let (a, b) = (lab.lb_a().ns(), lab.lb_b().unwrap().ns());
     let vip = setup.vip();
     let margin = Duration::from_millis(100).max(setup.interval / 2);
@@ -376,22 +377,8 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
         lab.lb_a().addr_like(vip),
         lab.lb_b().unwrap().addr_like(vip),
     );
-    let low = Node::start(
-        low_kind,
-        b,
-        dir.path(),
-        "low",
-        &setup,
-        (LOW, addr_b, addr_a),
-    );
-    let mut high = Node::start(
-        high_kind,
-        a,
-        dir.path(),
-        "high",
-        &setup,
-        (HIGH, addr_a, addr_b),
-    );
+    let low = Node::start(low_kind, b, dir, "low", &setup, (LOW, addr_b, addr_a));
+    let mut high = Node::start(high_kind, a, dir, "high", &setup, (HIGH, addr_a, addr_b));
     let startup = setup.master_down(LOW) + Duration::from_secs(3);
     let log = |dir: &Path| {
         ["high", "low"]
@@ -406,7 +393,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
     };
     let check = |result: std::thread::Result<()>| {
         if let Err(panic) = result {
-            eprintln!("{label}\n{}", log(dir.path()));
+            eprintln!("{label}\n{}", log(dir));
             std::panic::resume_unwind(panic);
         }
     };
@@ -498,14 +485,7 @@ fn scenario(tag: &str, setup: Setup, high_kind: Kind, low_kind: Kind) -> Figures
 
         watch_high = Watch::start(a, vip);
         alive_since = Instant::now();
-        high = Node::start(
-            high_kind,
-            a,
-            dir.path(),
-            "high",
-            &setup,
-            (HIGH, addr_a, addr_b),
-        );
+        high = Node::start(high_kind, a, dir, "high", &setup, (HIGH, addr_a, addr_b));
         check(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
             || {
                 preempts.push(watch_high.wait_appeared(alive_since, startup, "preemption back"));
@@ -716,7 +696,8 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
     let mut options = TopologyOptions::new(unique_prefix("vrhup"));
     options.backends = 1;
     let lab = Topology::create(&options).expect("create lab");
-    let dir = TempDir::new("vrrp-hup").unwrap();
+    let temp_dir = TempDir::new("vrrp-hup").unwrap();
+    let dir = temp_dir.path();
     let (a, b) = (lab.lb_a().ns(), lab.lb_b().unwrap().ns());
     let vip = setup.vip();
     let peer_of_b = lab.lb_a().addr_like(vip);
@@ -726,19 +707,13 @@ fn sighup_reload_applies_a_new_priority_and_rejects_an_invalid_file() {
     let _keepalived = Node::start(
         Kind::Keepalived,
         a,
-        dir.path(),
+        dir,
         "keepalived",
         &setup,
         (HIGH, peer_of_b, peer_of_a),
     );
-    let ours = Daemon::start(
-        b,
-        lb_daemon(),
-        dir.path(),
-        "ours",
-        &setup.ours(LOW, peer_of_b),
-    )
-    .expect("start lb-daemon");
+    let ours = Daemon::start(b, lb_daemon(), dir, "ours", &setup.ours(LOW, peer_of_b))
+        .expect("start lb-daemon");
     watch_a.wait_state(true, Duration::from_secs(5), "keepalived master");
     std::thread::sleep(setup.interval * 5);
     assert!(!watch_b.holds(), "ours holds the VIP as backup");
