@@ -19,10 +19,10 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
 };
 
 use anyhow::{Context as _, ensure};
+use lb_bench::results;
 use lb_common::{flow_table, proto, ring_slot};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
@@ -478,9 +478,8 @@ fn main() -> anyhow::Result<()> {
     }
     let markdown = markdown(&rows, verified);
     print!("{markdown}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    write(&dir.join("per-packet.md"), &markdown)?;
-    write(&dir.join("per-packet.json"), &json(&rows, verified)?)?;
+    let dir = results::default_dir();
+    results::write_pair(&dir, "per-packet", &json(&rows, verified), &markdown)?;
     println!("\nwritten: {}/per-packet.{{md,json}}", dir.display());
     Ok(())
 }
@@ -567,7 +566,7 @@ fn markdown(rows: &[Row], verified: Option<u32>) -> String {
     out
 }
 
-fn json(rows: &[Row], verified: Option<u32>) -> anyhow::Result<String> {
+fn json(rows: &[Row], verified: Option<u32>) -> serde_json::Value {
     let scenarios: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
@@ -588,30 +587,15 @@ fn json(rows: &[Row], verified: Option<u32>) -> anyhow::Result<String> {
             })
         })
         .collect();
-    let doc = serde_json::json!({
+    serde_json::json!({
         "method": "BPF_PROG_TEST_RUN, repeat 1; median of single calls, net of interleaved XDP_PASS calls; median over rounds",
         "kernel": kernel_release(),
         "calls_per_round": CALLS,
         "rounds": ROUNDS,
         "ring_size": RING_SIZE,
         "backends_per_vip": BACKENDS,
-        "flow_table_size": 1 << 20,
+        "flow_table_size": FLOW_TABLE_SIZE,
         "verified_instructions": verified,
         "scenarios": scenarios,
-    });
-    Ok(serde_json::to_string_pretty(&doc)? + "\n")
-}
-
-/// Writes through a temporary file, so a failed run leaves the last
-/// complete results in place.
-fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, contents).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
+    })
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use lb_bench::report;
+use lb_bench::{report, results};
 
 /// The Markdown parts of `bench/results/README.md`, in order.
 const PARTS: &[&str] = &[
@@ -17,34 +17,31 @@ const PARTS: &[&str] = &[
 
 fn main() -> anyhow::Result<()> {
     let mut criterion = None;
-    let mut results = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
+    let mut dir = results::default_dir();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--criterion" => {
                 criterion = Some(PathBuf::from(args.next().context("--criterion DIR")?))
             }
-            "--results" => results = args.next().context("--results DIR")?.into(),
+            "--results" => dir = args.next().context("--results DIR")?.into(),
             other => bail!(
                 "unknown argument {other:?}; usage: bench-report [--criterion DIR] [--results DIR]"
             ),
         }
     }
-    std::fs::create_dir_all(&results)?;
-    if let Some(dir) = criterion {
-        let estimates = report::read_criterion(&dir)?;
-        std::fs::write(
-            results.join("control-plane.json"),
-            serde_json::to_string_pretty(&report::control_plane_json(&estimates))? + "\n",
-        )?;
+    if let Some(criterion) = criterion {
+        let estimates = report::read_criterion(&criterion)?;
         let markdown = report::control_plane_markdown(&estimates);
-        std::fs::write(results.join("control-plane.md"), &markdown)?;
+        results::write_pair(
+            &dir,
+            "control-plane",
+            &report::control_plane_json(&estimates),
+            &markdown,
+        )?;
         println!("{markdown}");
     }
-    std::fs::write(
-        results.join("README.md"),
-        report::concatenate(&results, PARTS)?,
-    )?;
-    println!("wrote {}", results.join("README.md").display());
+    results::write(&dir.join("README.md"), &report::concatenate(&dir, PARTS)?)?;
+    println!("wrote {}", dir.join("README.md").display());
     Ok(())
 }

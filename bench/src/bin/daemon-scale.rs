@@ -22,7 +22,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use lb_bench::fixtures;
+use lb_bench::{
+    fixtures,
+    results::{self, RunArgs},
+};
 use lb_lab::{Daemon, Netns, TempDir, link, unique_prefix};
 use serde_json::json;
 
@@ -31,16 +34,7 @@ const BACKENDS: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn main() -> anyhow::Result<()> {
-    let mut quick = false;
-    let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = args.next().context("--out needs a directory")?.into(),
-            other => bail!("unknown argument {other:?}; usage: daemon-scale [--quick] [--out DIR]"),
-        }
-    }
+    let RunArgs { quick, out } = RunArgs::from_env("daemon-scale")?;
     let virtual_servers = if quick { 100 } else { 1000 };
     let daemon = daemon_binary()?;
     let prefix = unique_prefix("scale");
@@ -58,13 +52,8 @@ fn main() -> anyhow::Result<()> {
     let dir = TempDir::new(&prefix)?;
     let figures = measure(&lb, &daemon, dir.path(), virtual_servers)?;
 
-    fs::create_dir_all(&out)?;
-    fs::write(
-        out.join("daemon-scale.json"),
-        serde_json::to_string_pretty(&figures.json())? + "\n",
-    )?;
     let markdown = figures.markdown();
-    fs::write(out.join("daemon-scale.md"), &markdown)?;
+    results::write_pair(&out, "daemon-scale", &figures.json(), &markdown)?;
     println!("{markdown}");
     Ok(())
 }
