@@ -1,6 +1,6 @@
 //! The devices under test, each attached to `d0` in the DUT namespace and
-//! removed again: the balancer in tunnel mode, the MAC-swap baseline, and
-//! nftables DNAT in the kernel.
+//! removed again: the balancer in tunnel mode and in dsr mode, the MAC-swap
+//! baseline, and nftables DNAT in the kernel.
 use std::{
     fmt::Write as _,
     io::Write as _,
@@ -33,6 +33,9 @@ const NFT_TABLE: &str = "lb_bench";
 pub enum Kind {
     /// The balancer, tunnel mode, one VIP per protocol with 100 backends.
     Balancer,
+    /// The same in dsr mode (the destination MAC rewritten, no outer
+    /// header).
+    BalancerDsr,
     /// Ethernet MAC swap + XDP_TX: the speed of light of this path.
     MacSwap,
     /// The kernel: nftables DNAT (`numgen random mod 100`) and forwarding.
@@ -40,11 +43,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Balancer, Kind::MacSwap, Kind::Nftables];
+    pub const ALL: [Kind; 4] = [
+        Kind::Balancer,
+        Kind::BalancerDsr,
+        Kind::MacSwap,
+        Kind::Nftables,
+    ];
+    /// The balancer's modes, each compared with the baseline.
+    pub const BALANCERS: [Kind; 2] = [Kind::Balancer, Kind::BalancerDsr];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Balancer => "balancer",
+            Kind::BalancerDsr => "balancer-dsr",
             Kind::MacSwap => "xdp-macswap",
             Kind::Nftables => "nftables-dnat",
         }
@@ -53,6 +64,7 @@ impl Kind {
     pub fn description(self) -> &'static str {
         match self {
             Kind::Balancer => "lb balancer (XDP, tunnel mode, 100 backends)",
+            Kind::BalancerDsr => "lb balancer (XDP, dsr mode, 100 backends)",
             Kind::MacSwap => "XDP MAC swap + XDP_TX (baseline)",
             Kind::Nftables => "nftables DNAT numgen mod 100 + kernel forwarding",
         }
@@ -63,7 +75,7 @@ impl Kind {
         use lb_common::bench::sink;
         match self {
             Kind::Balancer => sink::IPIP,
-            Kind::MacSwap => sink::TO_VIP,
+            Kind::BalancerDsr | Kind::MacSwap => sink::TO_VIP,
             Kind::Nftables => sink::OTHER_IPV4,
         }
     }
@@ -92,7 +104,8 @@ fn backend_address(i: u32) -> Ipv4Addr {
 impl<'w> Dut<'w> {
     pub fn load(wire: &'w Wire, kind: Kind) -> Result<Dut<'w>> {
         let program = match kind {
-            Kind::Balancer => Loaded::Balancer(Box::new(balancer(wire)?)),
+            Kind::Balancer => Loaded::Balancer(Box::new(balancer(wire, Forwarding::Tunnel)?)),
+            Kind::BalancerDsr => Loaded::Balancer(Box::new(balancer(wire, Forwarding::Dsr)?)),
             Kind::MacSwap => {
                 let mut ebpf = EbpfLoader::new().load(object::MACSWAP)?;
                 let program: &mut Xdp = ebpf
@@ -159,12 +172,17 @@ impl<'w> Dut<'w> {
     }
 
     /// Frames the device itself says it forwarded, where it keeps count:
-    /// the balancer's tunnel counter; `None` for the others.
+    /// the balancer's tunnel or dsr counter; `None` for the others.
     pub fn forwarded(&self) -> Result<Option<u64>> {
         match &self.program {
             Loaded::Balancer(b) => {
                 let counters = b.maps().counters()?;
-                Ok(Some(counters.stats[stats::TX_TUNNEL as usize].packets))
+                let stat = if self.kind == Kind::BalancerDsr {
+                    stats::TX_DSR
+                } else {
+                    stats::TX_TUNNEL
+                };
+                Ok(Some(counters.stats[stat as usize].packets))
             }
             _ => Ok(None),
         }
@@ -184,7 +202,7 @@ impl Drop for Dut<'_> {
     }
 }
 
-fn balancer(wire: &Wire) -> Result<Balancer> {
+fn balancer(wire: &Wire, forwarding: Forwarding) -> Result<Balancer> {
     let mut balancer = Balancer::load(&LoadOptions {
         ring_size: 65_537,
         max_vips: 4,
@@ -210,7 +228,7 @@ fn balancer(wire: &Wire) -> Result<Balancer> {
                 port,
                 protocol,
             },
-            forwarding: Forwarding::Tunnel,
+            forwarding,
         };
         balancer.programmer_mut().set(spec, &backends)?;
     }

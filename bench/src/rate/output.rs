@@ -32,24 +32,47 @@ fn flows(run: &Run) -> Vec<u32> {
     out
 }
 
-/// Balancer rate over baseline rate, per (protocol, flows).
-fn ratios(run: &Run) -> Vec<(Protocol, u32, f64)> {
+/// Rate of `balancer` over the baseline's, per (protocol, flows).
+fn ratios(run: &Run, balancer: Kind) -> Vec<(Protocol, u32, f64)> {
     let mut out = Vec::new();
     for protocol in protocols(run) {
         for flows in flows(run) {
-            if let (Some(b), Some(m)) = (
-                find(run, Kind::Balancer, protocol, flows),
-                find(run, Kind::MacSwap, protocol, flows),
-            ) {
-                out.push((protocol, flows, b.pps / m.pps));
+            if let Some(ratio) = ratio(run, balancer, protocol, flows) {
+                out.push((protocol, flows, ratio));
             }
         }
     }
     out
 }
 
+fn ratio(run: &Run, balancer: Kind, protocol: Protocol, flows: u32) -> Option<f64> {
+    let b = find(run, balancer, protocol, flows)?;
+    let m = find(run, Kind::MacSwap, protocol, flows)?;
+    Some(b.pps / m.pps)
+}
+
+/// The lowest of `balancer`'s ratios, if it was measured.
+fn worst(run: &Run, balancer: Kind) -> Option<f64> {
+    ratios(run, balancer)
+        .iter()
+        .map(|(_, _, r)| *r)
+        .reduce(f64::min)
+}
+
 pub fn json(run: &Run) -> Value {
-    let ratios = ratios(run);
+    let vs_baseline = |balancer| {
+        ratios(run, balancer)
+            .iter()
+            .map(|(protocol, flows, ratio)| {
+                json!({
+                    "protocol": protocol.name(),
+                    "flows": flows,
+                    "ratio": ratio,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let met = |balancer| worst(run, balancer).map(|w| w >= TARGET_RATIO);
     json!({
         "frame_bytes": lb_common::bench::FRAME_LEN,
         "cpus": run.cpus,
@@ -70,14 +93,12 @@ pub fn json(run: &Run) -> Value {
             "expected_share": p.expected_share,
             "seconds": p.seconds,
         })).collect::<Vec<_>>(),
-        "balancer_vs_baseline": ratios.iter().map(|(protocol, flows, ratio)| json!({
-            "protocol": protocol.name(),
-            "flows": flows,
-            "ratio": ratio,
-        })).collect::<Vec<_>>(),
+        "balancer_vs_baseline": vs_baseline(Kind::Balancer),
+        "balancer_dsr_vs_baseline": vs_baseline(Kind::BalancerDsr),
         "target": {
             "ratio": TARGET_RATIO,
-            "met": !ratios.is_empty() && ratios.iter().all(|(_, _, r)| *r >= TARGET_RATIO),
+            "met": met(Kind::Balancer),
+            "met_dsr": met(Kind::BalancerDsr),
         },
         "verifier_instructions": run.verified.iter()
             .map(|(name, count)| (name.clone(), json!(count)))
@@ -104,8 +125,9 @@ pub fn markdown(run: &Run) -> String {
     for protocol in protocols(run) {
         let _ = writeln!(
             out,
-            "### {}\n\n| flows | balancer | XDP MAC swap (baseline) | nftables DNAT | balancer / baseline |\n\
-             | ---: | ---: | ---: | ---: | ---: |",
+            "### {}\n\n| flows | balancer (tunnel) | balancer (dsr) | XDP MAC swap (baseline) \
+             | nftables DNAT | tunnel / baseline | dsr / baseline |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             protocol.name().to_uppercase()
         );
         for flows in flows(run) {
@@ -113,47 +135,53 @@ pub fn markdown(run: &Run) -> String {
                 find(run, kind, protocol, flows)
                     .map_or("–".to_owned(), |p| format!("{:.2}", p.pps / 1e6))
             };
-            let ratio = match (
-                find(run, Kind::Balancer, protocol, flows),
-                find(run, Kind::MacSwap, protocol, flows),
-            ) {
-                (Some(b), Some(m)) => format!("{:.0}%", 100.0 * b.pps / m.pps),
-                _ => "–".to_owned(),
+            let share = |kind| {
+                ratio(run, kind, protocol, flows)
+                    .map_or("–".to_owned(), |r| format!("{:.0}%", 100.0 * r))
             };
             let _ = writeln!(
                 out,
-                "| {flows} | {} | {} | {} | {ratio} |",
+                "| {flows} | {} | {} | {} | {} | {} | {} |",
                 cell(Kind::Balancer),
+                cell(Kind::BalancerDsr),
                 cell(Kind::MacSwap),
-                cell(Kind::Nftables)
+                cell(Kind::Nftables),
+                share(Kind::Balancer),
+                share(Kind::BalancerDsr)
             );
         }
         out.push('\n');
     }
-    let ratios = ratios(run);
-    let worst = ratios
+    let verdicts: Vec<String> = [(Kind::Balancer, "tunnel"), (Kind::BalancerDsr, "dsr")]
         .iter()
-        .map(|(_, _, r)| *r)
-        .fold(f64::INFINITY, f64::min);
-    if worst.is_finite() {
-        let _ = writeln!(
-            out,
-            "Target: balancer ≥ {:.0}% of the baseline at every point: **{}** (lowest {:.0}%).\n",
-            100.0 * TARGET_RATIO,
-            if worst >= TARGET_RATIO {
+        .filter_map(|&(kind, mode)| {
+            let worst = worst(run, kind)?;
+            let met = if worst >= TARGET_RATIO {
                 "met"
             } else {
                 "not met"
-            },
-            100.0 * worst
+            };
+            Some(format!(
+                "{mode} mode **{met}** (lowest {:.0}%)",
+                100.0 * worst
+            ))
+        })
+        .collect();
+    if !verdicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "Target: balancer ≥ {:.0}% of the baseline at every point: {}.\n",
+            100.0 * TARGET_RATIO,
+            verdicts.join("; ")
         );
     }
     out.push_str("![packet rate against flows](packet-rate.svg)\n");
     out
 }
 
-const COLORS: [(Kind, &str); 3] = [
+const COLORS: [(Kind, &str); 4] = [
     (Kind::Balancer, "#1f77b4"),
+    (Kind::BalancerDsr, "#9467bd"),
     (Kind::MacSwap, "#2ca02c"),
     (Kind::Nftables, "#d62728"),
 ];
@@ -296,6 +324,7 @@ mod tests {
         let mut points = Vec::new();
         for (dut, mpps) in [
             (Kind::Balancer, 9.5),
+            (Kind::BalancerDsr, 8.5),
             (Kind::MacSwap, 10.0),
             (Kind::Nftables, 2.0),
         ] {
@@ -322,11 +351,27 @@ mod tests {
         };
         let json = json(&run);
         assert_eq!(json["target"]["met"], true);
+        assert_eq!(json["target"]["met_dsr"], false);
         assert!((json["balancer_vs_baseline"][0]["ratio"].as_f64().unwrap() - 0.95).abs() < 1e-9);
+        assert!(
+            (json["balancer_dsr_vs_baseline"][1]["ratio"]
+                .as_f64()
+                .unwrap()
+                - 0.85)
+                .abs()
+                < 1e-9
+        );
         let md = markdown(&run);
-        assert!(md.contains("| 65536 | 9.50 | 10.00 | 2.00 | 95% |"), "{md}");
+        assert!(
+            md.contains("| 65536 | 9.50 | 8.50 | 10.00 | 2.00 | 95% | 85% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("tunnel mode **met** (lowest 95%); dsr mode **not met** (lowest 85%)"),
+            "{md}"
+        );
         let svg = svg(&run);
-        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.ends_with("</svg>\n"));
     }
 }
