@@ -472,6 +472,82 @@ fn ring_change_does_not_move_established_flows() {
     );
 }
 
+/// Two CPUs hammer one set of the flow table with eight flows (twice as
+/// many as it holds), so that ways are evicted and claimed by both at
+/// once. The flows differ only in their client address, which is written
+/// apart from the ports and the backend (the way's tail): no packet may go
+/// anywhere but to its flow's ring backend, so a way read while another
+/// CPU rewrites it must never pair one flow's address with another flow's
+/// tail. Each call runs the program many times on its packet (dsr mode
+/// rewrites only the MACs, so every run is the same flow); the
+/// per-backend counters then show where every run went.
+#[test]
+fn concurrent_writers_never_pair_a_flow_with_another_flows_backend() {
+    let s = setup();
+    let backends = [v4(11), v4(12)];
+    let sets = flow_table::sets(4096, flow_table::WAYS_V4);
+    let client = |i: u32| Ipv4Addr::from(0x0a00_0000 | i);
+    let hash = |i: u32| hash4(client(i), 5000, VIP4, 53, proto::UDP);
+    let set = hash(0) & (sets - 1);
+    let flows: Vec<(Ipv4Addr, BackendSpec)> = (0u32..1 << 20)
+        .filter(|i| hash(*i) & (sets - 1) == set)
+        .take(2 * flow_table::WAYS_V4)
+        .map(|i| (client(i), s.ring_backend(&s.dns4, hash(i), &backends)))
+        .collect();
+    assert_eq!(flows.len(), 2 * flow_table::WAYS_V4);
+    assert!(
+        flows.iter().any(|(_, b)| b.address == backends[0])
+            && flows.iter().any(|(_, b)| b.address == backends[1]),
+        "the flows use both backends, so a misdirected one shows"
+    );
+    const CALLS: usize = 200;
+    const REPEAT: u32 = 500;
+    let ids: Vec<u32> = backends
+        .iter()
+        .map(|a| s.balancer.programmer().backend_id(&s.dns4.id, a).unwrap())
+        .collect();
+    let before: Vec<u64> = ids
+        .iter()
+        .map(|id| s.balancer.maps().backend_counter(*id).unwrap().packets)
+        .collect();
+    let rehash_before = s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets;
+    let program = s.balancer.program().unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for (cpu, mine) in flows.chunks(flow_table::WAYS_V4).enumerate() {
+            scope.spawn(move || {
+                // SAFETY: a zeroed cpu_set_t is valid; we set one bit of it
+                // and pin this thread only.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu % cpus, &mut set);
+                    libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+                }
+                for call in 0..CALLS {
+                    let (src, backend) = &mine[call % mine.len()];
+                    let frame = packets::udp((*src).into(), 5000, VIP4.into(), 53);
+                    let out = test_run::run_repeat(program, &frame, REPEAT).unwrap();
+                    assert_eq!(out.action, action::TX);
+                    assert_eq!(out.packet[..6], backend.mac, "flow from {src}");
+                }
+            });
+        }
+    });
+    // Each flow got CALLS / WAYS calls of REPEAT runs.
+    let runs_per_flow = (CALLS / flow_table::WAYS_V4) as u64 * u64::from(REPEAT);
+    for (i, id) in ids.iter().enumerate() {
+        let flows_here = flows.iter().filter(|(_, b)| b.address == backends[i]);
+        let want = flows_here.count() as u64 * runs_per_flow;
+        let got = s.balancer.maps().backend_counter(*id).unwrap().packets - before[i];
+        assert_eq!(got, want, "runs that reached {}", backends[i]);
+    }
+    assert_eq!(
+        s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets,
+        rehash_before,
+        "no flow found a way naming another virtual server's backend"
+    );
+}
+
 /// A set holds `flow_table::WAYS_V4` flows: a new flow in a full set takes
 /// the way idle longest (of equals, the first), and the other flows of the
 /// set stay pinned.
