@@ -22,6 +22,7 @@ use lb_common::{
 
 use super::{
     Error, Result,
+    builds::Builds,
     maps::{Contents, MapWriter, VipKey},
 };
 use crate::maglev;
@@ -88,10 +89,32 @@ struct VipState {
     index: u32,
     /// Which of the VIP's two rings (0 or 1) the VIP entry names.
     active: u32,
-    backends: BTreeMap<IpAddr, (u32, BackendSpec)>,
-    /// The Maglev members the active ring was built from (empty: not
-    /// known, after adoption).
-    members: Vec<maglev::Member>,
+    /// Its backends with their ids, sorted by address.
+    backends: Vec<(u32, BackendSpec)>,
+    /// Whether the active ring is the table of `backends` (not known
+    /// after adoption, until the next `set`).
+    ring_known: bool,
+}
+
+impl VipState {
+    /// Where the backend `address` is in `backends`.
+    fn position(&self, address: &IpAddr) -> Result<usize, usize> {
+        self.backends
+            .binary_search_by_key(address, |(_, backend)| backend.address)
+    }
+
+    /// The Maglev members of its ring: the backends that are up.
+    fn members(&self) -> Vec<maglev::Member> {
+        self.backends
+            .iter()
+            .filter(|(_, b)| b.up)
+            .map(|(id, b)| maglev::Member {
+                id: *id,
+                key: maglev::key_of(&b.address),
+                weight: b.weight,
+            })
+            .collect()
+    }
 }
 
 /// Programs virtual servers into a [`MapWriter`].
@@ -104,6 +127,9 @@ pub struct Programmer<M> {
     free_backend_ids: VecDeque<u32>,
     /// What each `VIP_FILTER` slot holds (absent: 0).
     filter: HashMap<u32, u32>,
+    /// Builds the tables of [`Self::set`], into `table`.
+    builder: maglev::Builder,
+    table: Vec<u32>,
 }
 
 impl<M: MapWriter> Programmer<M> {
@@ -115,6 +141,8 @@ impl<M: MapWriter> Programmer<M> {
             free_vip_indices: (0..capacity.max_vips).collect(),
             free_backend_ids: (1..capacity.max_backends).collect(),
             filter: HashMap::new(),
+            builder: maglev::Builder::default(),
+            table: Vec::new(),
         }
     }
 
@@ -127,6 +155,18 @@ impl<M: MapWriter> Programmer<M> {
     /// `capacity` are left out (the next `set` or `remove` rewrites them).
     pub fn adopt(maps: M, capacity: Capacity, contents: &Contents) -> Self {
         let mut programmer = Self::new(maps, capacity);
+        let mut backends_of: HashMap<u32, Vec<(u32, BackendSpec)>> = HashMap::new();
+        for (id, backend) in &contents.backends {
+            if *id != 0
+                && *id < capacity.max_backends
+                && let Some(spec) = backend_spec(backend)
+            {
+                backends_of
+                    .entry(backend.vip_index)
+                    .or_default()
+                    .push((*id, spec));
+            }
+        }
         for (key, meta) in &contents.vips {
             let Some(id) = vip_id(key) else { continue };
             let index = meta.vip_index;
@@ -142,13 +182,11 @@ impl<M: MapWriter> Programmer<M> {
                     Forwarding::Tunnel
                 },
             };
-            let backends = contents
-                .backends
-                .iter()
-                .filter(|(id, b)| b.vip_index == index && *id != 0 && *id < capacity.max_backends)
-                .filter_map(|(id, b)| Some((*id, backend_spec(b)?)))
-                .map(|(id, spec)| (spec.address, (id, spec)))
-                .collect();
+            // By address; of two slots with one address, the later counts.
+            let mut backends = backends_of.remove(&index).unwrap_or_default();
+            backends.reverse();
+            backends.sort_by_key(|(_, b)| b.address);
+            backends.dedup_by_key(|(_, b)| b.address);
             programmer.free_vip_indices.retain(|i| *i != index);
             programmer.vips.insert(
                 id,
@@ -157,14 +195,14 @@ impl<M: MapWriter> Programmer<M> {
                     index,
                     active,
                     backends,
-                    members: Vec::new(),
+                    ring_known: false,
                 },
             );
         }
         let used: std::collections::HashSet<u32> = programmer
             .vips
             .values()
-            .flat_map(|v| v.backends.values().map(|(id, _)| *id))
+            .flat_map(|v| v.backends.iter().map(|(id, _)| *id))
             .collect();
         programmer.free_backend_ids.retain(|id| !used.contains(id));
         // The previous daemon wrote the filter of these virtual servers.
@@ -193,28 +231,47 @@ impl<M: MapWriter> Programmer<M> {
     /// Adds or updates a virtual server with exactly these backends.
     pub fn set(&mut self, spec: VipSpec, backends: &[BackendSpec]) -> Result<()> {
         let staged = self.stage(spec, backends)?;
-        let table = maglev::build(&staged.members, self.capacity.ring_size);
-        self.commit(staged, &table)
+        let mut table = std::mem::take(&mut self.table);
+        self.builder
+            .build_into(&staged.members, self.capacity.ring_size, &mut table);
+        let committed = self.commit(staged, &table);
+        self.table = table;
+        committed
     }
 
-    /// [`Self::set`] for many virtual servers; their Maglev tables are
-    /// built in parallel on every core, a few at a time (so that memory
-    /// holds a few tables, not all). Each virtual server is switched as
-    /// by `set`, one after the other.
+    /// [`Self::set`] for many virtual servers: their Maglev tables are
+    /// built on every core (see [`Builds`]) while this thread switches
+    /// each virtual server as `set` does, one after the other. On an
+    /// error the virtual servers before the failing one are programmed.
     pub fn set_many(&mut self, items: &[(VipSpec, Vec<BackendSpec>)]) -> Result<()> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let size = self.capacity.ring_size;
-        for batch in items.chunks(4 * threads) {
-            let mut staged = Vec::with_capacity(batch.len());
-            for (spec, backends) in batch {
-                staged.push(self.stage(*spec, backends)?);
-            }
-            let tables = parallel_map(&staged, threads, |s| maglev::build(&s.members, size));
-            for (staged, table) in staged.into_iter().zip(tables) {
-                self.commit(staged, &table)?;
-            }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if workers < 2 || items.len() < 2 {
+            return items
+                .iter()
+                .try_for_each(|(spec, backends)| self.set(*spec, backends));
         }
-        Ok(())
+        let size = self.capacity.ring_size;
+        std::thread::scope(|scope| {
+            let mut builds = Builds::start(scope, workers, size);
+            let mut items = items.iter();
+            let mut failed = None;
+            loop {
+                while failed.is_none() && builds.has_room() {
+                    let Some((spec, backends)) = items.next() else {
+                        break;
+                    };
+                    match self.stage(*spec, backends) {
+                        Ok(staged) => builds.submit(staged),
+                        Err(error) => failed = Some(error),
+                    }
+                }
+                let Some((staged, table)) = builds.next() else {
+                    return failed.map_or(Ok(()), Err);
+                };
+                self.commit(staged, &table)?;
+                builds.recycle(table);
+            }
+        })
     }
 
     /// Step 1 of a change: the VIP's index and its new and changed
@@ -232,14 +289,15 @@ impl<M: MapWriter> Programmer<M> {
                     spec,
                     index,
                     active: 0,
-                    backends: BTreeMap::new(),
-                    members: Vec::new(),
+                    backends: Vec::new(),
+                    ring_known: false,
                 },
             );
+            // The filter lets the address's packets through before its VIP
+            // entry exists (and `remove` clears it only after the entry
+            // went); a VIP already programmed has its filter.
+            self.update_filter(spec.id.address)?;
         }
-        // The filter lets the address's packets through before its VIP
-        // entry exists (and `remove` clears it only after the entry went).
-        self.update_filter(spec.id.address)?;
         let Self {
             maps,
             vips,
@@ -257,35 +315,29 @@ impl<M: MapWriter> Programmer<M> {
         let mut removed: Vec<u32> = Vec::new();
         let wanted: BTreeMap<IpAddr, BackendSpec> =
             backends.iter().map(|b| (b.address, *b)).collect();
-        vip.backends.retain(|address, (id, _)| {
-            let keep = wanted.contains_key(address);
+        vip.backends.retain(|(id, backend)| {
+            let keep = wanted.contains_key(&backend.address);
             if !keep {
                 removed.push(*id);
             }
             keep
         });
         for (address, backend) in &wanted {
-            let id = match vip.backends.get(address) {
-                Some((id, old)) if old == backend && !mode_changed => continue,
-                Some((id, _)) => *id,
-                None => free_backend_ids.pop_front().ok_or(Error::Full("backend"))?,
+            let position = vip.position(address);
+            let id = match position.map(|i| vip.backends[i]) {
+                Ok((_, old)) if old == *backend && !mode_changed => continue,
+                Ok((id, _)) => id,
+                Err(_) => free_backend_ids.pop_front().ok_or(Error::Full("backend"))?,
             };
             maps.set_backend(id, backend_entry(backend, vip.index, &spec))?;
-            vip.backends.insert(*address, (id, *backend));
+            match position {
+                Ok(i) => vip.backends[i] = (id, *backend),
+                Err(i) => vip.backends.insert(i, (id, *backend)),
+            }
         }
-        let members = vip
-            .backends
-            .values()
-            .filter(|(_, b)| b.up)
-            .map(|(id, b)| maglev::Member {
-                id: *id,
-                key: maglev::key_of(&b.address),
-                weight: b.weight,
-            })
-            .collect();
         Ok(Staged {
             id: spec.id,
-            members,
+            members: vip.members(),
             removed,
         })
     }
@@ -307,7 +359,7 @@ impl<M: MapWriter> Programmer<M> {
         let next = 1 - vip.active;
         let ring_id = 2 * vip.index + next;
         maps.write_ring(ring_id * capacity.ring_size, table)?;
-        vip.members = staged.members;
+        vip.ring_known = true;
         maps.set_vip(
             vip_key(&staged.id, VIP_KIND_PORT),
             meta(vip.index, ring_id, &vip.spec),
@@ -328,7 +380,7 @@ impl<M: MapWriter> Programmer<M> {
         self.maps.remove_vip(vip_key(id, VIP_KIND_PORT))?;
         self.update_fragment_entry(id.address, id.protocol)?;
         self.update_filter(id.address)?;
-        for (backend_id, _) in vip.backends.values() {
+        for (backend_id, _) in &vip.backends {
             self.maps.set_backend(*backend_id, Backend::default())?;
             self.free_backend_ids.push_back(*backend_id);
         }
@@ -348,14 +400,17 @@ impl<M: MapWriter> Programmer<M> {
 
     /// The backend id of `address` in virtual server `id`.
     pub fn backend_id(&self, id: &VipId, address: &IpAddr) -> Option<u32> {
-        self.vips.get(id)?.backends.get(address).map(|(b, _)| *b)
+        let vip = self.vips.get(id)?;
+        let i = vip.position(address).ok()?;
+        Some(vip.backends[i].0)
     }
 
-    /// The VIP's active ring: backend ids by slot (built again from the
-    /// members it was written with; `None` for an adopted VIP not set since).
+    /// The VIP's active ring: backend ids by slot (built again from its
+    /// backends; `None` for an adopted VIP not set since).
     pub fn ring(&self, id: &VipId) -> Option<Vec<u32>> {
         let vip = self.vips.get(id)?;
-        (!vip.members.is_empty()).then(|| maglev::build(&vip.members, self.capacity.ring_size))
+        vip.ring_known
+            .then(|| maglev::build(&vip.members(), self.capacity.ring_size))
     }
 
     /// The `VIP_FILTER` flags of `slot` for the virtual servers in `vips`.
@@ -389,16 +444,23 @@ impl<M: MapWriter> Programmer<M> {
     /// virtual server of that address, or else at the one with the lowest
     /// port (see `lb_common::VIP_KIND_FRAGMENT`), or removes it.
     fn update_fragment_entry(&mut self, address: IpAddr, protocol: u8) -> Result<()> {
-        let first = self
-            .vips
-            .values()
-            .filter(|v| v.spec.id.address == address && v.spec.id.protocol == protocol)
-            .min_by_key(|v| v.spec.id.port);
         let key_id = VipId {
             address,
             port: 0,
-            protocol,
+            protocol: 0,
         };
+        // The virtual servers of this address, by port.
+        let last = VipId {
+            port: u16::MAX,
+            protocol: u8::MAX,
+            ..key_id
+        };
+        let first = self
+            .vips
+            .range(key_id..=last)
+            .map(|(_, v)| v)
+            .find(|v| v.spec.id.protocol == protocol);
+        let key_id = VipId { protocol, ..key_id };
         let key = vip_key(&key_id, VIP_KIND_FRAGMENT);
         match first {
             Some(vip) => {
@@ -418,26 +480,10 @@ struct Staged {
     removed: Vec<u32>,
 }
 
-/// `f` over `items` on `threads` scoped threads; results in order.
-fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    if threads < 2 || items.len() < 2 {
-        return items.iter().map(f).collect();
+impl AsRef<[maglev::Member]> for Staged {
+    fn as_ref(&self) -> &[maglev::Member] {
+        &self.members
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
 }
 
 /// Rejects combinations the data plane cannot forward.
@@ -789,6 +835,42 @@ mod tests {
             p.maps().backends[&id].flags,
             BACKEND_FLAG_UP | BACKEND_FLAG_DSR
         );
+    }
+
+    #[test]
+    fn set_many_programs_what_set_does_one_by_one() {
+        let items: Vec<_> = (0..4u8)
+            .map(|i| {
+                let backends: Vec<_> = (0..=i).map(|j| backend(10 * i + j + 1, 100)).collect();
+                (vip(80 + u16::from(i)), backends)
+            })
+            .collect();
+        let mut one_by_one = programmer();
+        for (spec, backends) in &items {
+            one_by_one.set(*spec, backends).unwrap();
+        }
+        let mut many = programmer();
+        many.set_many(&items).unwrap();
+        let (a, b) = (one_by_one.maps(), many.maps());
+        assert_eq!(a.vips, b.vips);
+        assert_eq!(a.backends, b.backends);
+        assert_eq!(a.rings, b.rings);
+        assert_eq!(a.filter, b.filter);
+        for (spec, _) in &items {
+            assert_eq!(kernel_ring(&many, spec), many.ring(&spec.id).unwrap());
+        }
+    }
+
+    #[test]
+    fn set_many_programs_the_virtual_servers_before_an_error() {
+        let mut p = programmer();
+        let items: Vec<_> = (1..=5)
+            .map(|port| (vip(port), vec![backend(11, 100)]))
+            .collect();
+        assert!(matches!(p.set_many(&items), Err(Error::Full(_))));
+        for (spec, _) in &items[..4] {
+            assert_eq!(kernel_ring(&p, spec), p.ring(&spec.id).unwrap());
+        }
     }
 
     #[test]
