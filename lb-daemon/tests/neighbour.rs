@@ -35,11 +35,8 @@ fn next_hop_is_solicited_then_found_directly_and_behind_a_gateway() {
 
     a.enter(|| {
         let mut hops = NextHops::default();
-        let mut resolve = |destination: IpAddr| {
-            hops.resolve([destination], std::time::Instant::now())
-                .remove(&destination)
-                .unwrap()
-        };
+        let mut resolve =
+            |destination: IpAddr| hops.round(std::time::Instant::now()).next_hop(destination);
         let cases: [(IpAddr, IpAddr); 4] = [
             (b4.into(), b4.into()),
             (Ipv4Addr::new(198, 51, 100, 7).into(), b4.into()),

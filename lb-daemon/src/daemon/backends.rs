@@ -9,9 +9,6 @@ use crate::{
     status::{BackendStatus, Health},
 };
 
-/// A backend of a virtual server: (virtual server name, address).
-pub type BackendKey = (String, IpAddr);
-
 /// Runtime state of one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendState {
@@ -49,46 +46,67 @@ impl Default for BackendState {
     }
 }
 
-/// The state of every backend of a config.
+/// The state of every backend of a config: per virtual server, sorted
+/// by address (a few bytes per backend, and no allocation per lookup).
 #[derive(Clone, Debug, Default)]
 pub struct Backends {
-    states: HashMap<BackendKey, BackendState>,
+    states: HashMap<String, Vec<(IpAddr, BackendState)>>,
 }
 
 impl Backends {
     /// Keeps the state of backends still in `config`, forgets the others,
     /// and adds the new ones with the default state.
     pub fn sync(&mut self, config: &Config) {
-        let mut states = HashMap::new();
+        let mut states = HashMap::with_capacity(config.virtual_servers.len());
         for vs in &config.virtual_servers {
-            for backend in &vs.backends {
-                let key = (vs.name.clone(), backend.address);
-                let state = self.states.get(&key).copied().unwrap_or_default();
-                states.insert(key, state);
-            }
+            let old = self.states.remove(&vs.name).unwrap_or_default();
+            let mut new: Vec<_> = vs
+                .backends
+                .iter()
+                .map(|b| {
+                    let known = position(&old, b.address).map(|i| old[i].1);
+                    (b.address, known.unwrap_or_default())
+                })
+                .collect();
+            new.sort_unstable_by_key(|(address, _)| *address);
+            states.insert(vs.name.clone(), new);
         }
         self.states = states;
     }
 
     pub fn get(&self, virtual_server: &str, address: IpAddr) -> Option<&BackendState> {
-        self.states.get(&(virtual_server.to_owned(), address))
+        let states = self.states.get(virtual_server)?;
+        Some(&states[position(states, address)?].1)
     }
 
     pub fn get_mut(&mut self, virtual_server: &str, address: IpAddr) -> Option<&mut BackendState> {
-        self.states.get_mut(&(virtual_server.to_owned(), address))
+        let states = self.states.get_mut(virtual_server)?;
+        let i = position(states, address)?;
+        Some(&mut states[i].1)
+    }
+
+    /// The state of each backend of `vs` by address (the default state
+    /// for one not synced yet).
+    fn of(&self, vs: &VirtualServer) -> impl Fn(IpAddr) -> BackendState + '_ {
+        let states = self.states.get(&vs.name).map_or(&[][..], Vec::as_slice);
+        move |address| position(states, address).map_or_else(BackendState::default, |i| states[i].1)
     }
 
     /// How many backends have no Ethernet next hop yet.
     pub fn unresolved(&self) -> usize {
-        self.states.values().filter(|s| s.mac.is_none()).count()
+        self.states
+            .values()
+            .flatten()
+            .filter(|(_, s)| s.mac.is_none())
+            .count()
     }
 
     /// Whether at least one backend of `vs` is healthy (a VRRP track input).
     pub fn any_healthy(&self, vs: &VirtualServer) -> bool {
-        vs.backends.iter().any(|b| {
-            self.get(&vs.name, b.address)
-                .is_some_and(|s| s.health == Health::Up)
-        })
+        let state = self.of(vs);
+        vs.backends
+            .iter()
+            .any(|b| state(b.address).health == Health::Up)
     }
 
     /// The data plane's view of `vs`: a backend takes packets when it is
@@ -99,11 +117,12 @@ impl Backends {
             id: vip_id(vs),
             forwarding: vs.forwarding,
         };
+        let state_of = self.of(vs);
         let backends = vs
             .backends
             .iter()
             .map(|b| {
-                let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
+                let state = state_of(b.address);
                 // The status's rules, so that what it shows is what is programmed.
                 let status = state.status(b, (0, 0));
                 BackendSpec {
@@ -123,14 +142,17 @@ impl Backends {
         vs: &VirtualServer,
         mut counter: impl FnMut(IpAddr) -> (u64, u64),
     ) -> Vec<BackendStatus> {
+        let state = self.of(vs);
         vs.backends
             .iter()
-            .map(|b| {
-                let state = self.get(&vs.name, b.address).copied().unwrap_or_default();
-                state.status(b, counter(b.address))
-            })
+            .map(|b| state(b.address).status(b, counter(b.address)))
             .collect()
     }
+}
+
+/// Where `address` is in states sorted by address.
+fn position(states: &[(IpAddr, BackendState)], address: IpAddr) -> Option<usize> {
+    states.binary_search_by_key(&address, |(a, _)| *a).ok()
 }
 
 /// The data plane's key of a virtual server.

@@ -1,8 +1,11 @@
 //! The Ethernet next hop of every backend, kept current at a cost that
 //! does not grow with refreshes: the route of each backend address is
 //! looked up again only every [`ROUTE_TTL`], the neighbour entry of each
-//! distinct next hop on every refresh (one lookup however many backends
+//! distinct next hop once per [`Round`] (one lookup however many backends
 //! share it; a missing or stale one is solicited).
+//!
+//! A refresh of 100,000 backends allocates nothing per backend: it asks
+//! a round for each backend's next hop, one at a time.
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -14,63 +17,102 @@ use crate::neighbour::{self, Route};
 /// How long a backend's route is trusted before it is looked up again.
 pub const ROUTE_TTL: Duration = Duration::from_secs(30);
 
-/// A route and when it was looked up.
-#[derive(Clone, Debug)]
-struct CachedRoute {
-    route: Result<Route, String>,
-    at: Instant,
-}
-
 /// Where packets to a backend go, or why they cannot.
 pub type NextHop = Result<(Route, [u8; 6]), String>;
 
+/// The routes of the backend addresses, cached.
 #[derive(Debug, Default)]
 pub struct NextHops {
     routes: HashMap<IpAddr, CachedRoute>,
+    /// What [`CachedRoute::at`] counts from: the first round.
+    epoch: Option<Instant>,
+    /// The number of the latest round.
+    round: u32,
+}
+
+/// A route found (failures are not cached: they are looked up again on
+/// the next round), in 32 bytes: there is one per backend address.
+#[derive(Clone, Copy, Debug)]
+struct CachedRoute {
+    route: Route,
+    /// When it was looked up, in whole seconds since the epoch.
+    at: u32,
+    /// The last round that asked for it.
+    round: u32,
 }
 
 impl NextHops {
-    /// The next hop of each of `addresses` (duplicates allowed).
-    pub fn resolve(
-        &mut self,
-        addresses: impl IntoIterator<Item = IpAddr>,
-        now: Instant,
-    ) -> HashMap<IpAddr, NextHop> {
-        let mut routes: HashMap<IpAddr, Result<Route, String>> = HashMap::new();
-        for address in addresses {
-            if routes.contains_key(&address) {
-                continue;
-            }
-            let cached = self
-                .routes
-                .get(&address)
-                .filter(|c| now.duration_since(c.at) < ROUTE_TTL && c.route.is_ok())
-                .cloned()
-                .unwrap_or_else(|| CachedRoute {
-                    route: neighbour::route(address).map_err(|e| e.to_string()),
-                    at: now,
-                });
-            routes.insert(address, cached.route.clone());
-            self.routes.insert(address, cached);
+    /// Starts a round of lookups at `now`. Addresses that the round does
+    /// not ask for are forgotten when it ends.
+    pub fn round(&mut self, now: Instant) -> Round<'_> {
+        let epoch = *self.epoch.get_or_insert(now);
+        self.round = self.round.wrapping_add(1);
+        Round {
+            now: seconds(now.duration_since(epoch)),
+            hops: self,
+            neighbours: HashMap::new(),
         }
-        self.routes
-            .retain(|address, _| routes.contains_key(address));
-
-        let mut macs: HashMap<(u32, IpAddr), Result<[u8; 6], String>> = HashMap::new();
-        routes
-            .into_iter()
-            .map(|(address, route)| {
-                let next_hop = route.and_then(|route| {
-                    let mac = macs
-                        .entry((route.ifindex, route.next_hop))
-                        .or_insert_with(|| lookup(route))
-                        .clone()?;
-                    Ok((route, mac))
-                });
-                (address, next_hop)
-            })
-            .collect()
     }
+}
+
+/// One pass over the backends (see [`NextHops::round`]).
+pub struct Round<'a> {
+    hops: &'a mut NextHops,
+    now: u32,
+    /// The neighbour entries looked up in this round, by next hop.
+    neighbours: HashMap<Route, Result<[u8; 6], String>>,
+}
+
+impl Round<'_> {
+    /// The next hop of `address`.
+    pub fn next_hop(&mut self, address: IpAddr) -> NextHop {
+        let route = self.route(address)?;
+        let mac = self
+            .neighbours
+            .entry(route)
+            .or_insert_with(|| lookup(route))
+            .clone()?;
+        Ok((route, mac))
+    }
+
+    /// The route of `address`: cached if looked up less than
+    /// [`ROUTE_TTL`] ago, else asked of the kernel.
+    fn route(&mut self, address: IpAddr) -> Result<Route, String> {
+        let (now, round) = (self.now, self.hops.round);
+        if let Some(cached) = self.hops.routes.get_mut(&address)
+            && now - cached.at < seconds(ROUTE_TTL)
+        {
+            cached.round = round;
+            return Ok(cached.route);
+        }
+        match neighbour::route(address) {
+            Ok(route) => {
+                let cached = CachedRoute {
+                    route,
+                    at: now,
+                    round,
+                };
+                self.hops.routes.insert(address, cached);
+                Ok(route)
+            }
+            Err(error) => {
+                self.hops.routes.remove(&address);
+                Err(error.to_string())
+            }
+        }
+    }
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        let round = self.hops.round;
+        self.hops.routes.retain(|_, cached| cached.round == round);
+    }
+}
+
+/// Whole seconds of `duration`, saturating at `u32::MAX` (136 years).
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
 }
 
 fn lookup(route: Route) -> Result<[u8; 6], String> {

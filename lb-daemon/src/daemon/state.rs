@@ -3,7 +3,7 @@
 //! drain, next-hop change) goes through here and reprograms exactly the
 //! virtual servers it touches.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -263,9 +263,14 @@ fn program_all(inner: &mut Inner, names: &BTreeSet<String>) -> Result<()> {
     let Some(dataplane) = dataplane else {
         return Ok(());
     };
+    let by_name: HashMap<&str, &VirtualServer> = config
+        .virtual_servers
+        .iter()
+        .map(|vs| (vs.name.as_str(), vs))
+        .collect();
     let items: Vec<_> = names
         .iter()
-        .filter_map(|name| config.virtual_server(name))
+        .filter_map(|name| by_name.get(name.as_str()))
         .map(|vs| backends.specs(vs))
         .collect();
     dataplane
@@ -320,27 +325,30 @@ fn resolve_first_next_hops(inner: &mut Inner) {
 /// with an example of each reason a next hop is missing.
 fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
     let mut changed = BTreeSet::new();
-    let Some(dataplane) = &inner.dataplane else {
+    let Inner {
+        config,
+        backends,
+        dataplane: Some(dataplane),
+        next_hops,
+    } = inner
+    else {
         return changed;
     };
-    let addresses = inner
-        .config
-        .virtual_servers
-        .iter()
-        .flat_map(|vs| vs.backends.iter().map(|b| b.address));
-    let hops = inner.next_hops.resolve(addresses, Instant::now());
+    let mut round = next_hops.round(Instant::now());
     let (mut found, mut lost) = (0usize, BTreeMap::<String, (usize, IpAddr)>::new());
-    for vs in &inner.config.virtual_servers {
+    for vs in &config.virtual_servers {
         for backend in &vs.backends {
-            let hop = hops
-                .get(&backend.address)
-                .cloned()
-                .unwrap_or_else(|| Err("not looked up".into()));
+            let hop = round.next_hop(backend.address);
             let mac = usable(dataplane, vs, backend.address, hop);
-            let Some(state) = inner.backends.get_mut(&vs.name, backend.address) else {
+            let Some(state) = backends.get_mut(&vs.name, backend.address) else {
                 continue;
             };
-            if state.mac.map(Ok) == Some(mac.clone()) || (state.mac.is_none() && mac.is_err()) {
+            let unchanged = match (&state.mac, &mac) {
+                (Some(known), Ok(mac)) => known == mac,
+                (None, Err(_)) => true,
+                _ => false,
+            };
+            if unchanged {
                 continue;
             }
             match &mac {
