@@ -29,6 +29,7 @@ pub use model::*;
 pub use validate::Checked;
 
 use raw::RawConfig;
+use serde::Deserialize as _;
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -65,12 +66,20 @@ fn deserialize(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
             Position::of_span(text, &span)
         })
     };
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| ConfigError::Syntax {
-        file: file.to_owned(),
-        position: position(error.span()),
-        message: error.message().trim_end().to_owned(),
-    })?;
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let parse = || {
+        toml::Deserializer::parse(text).map_err(|error| ConfigError::Syntax {
+            file: file.to_owned(),
+            position: position(error.span()),
+            message: error.message().trim_end().to_owned(),
+        })
+    };
+    // Tracking the path of every field costs a tenth of the parse of a
+    // large file, and only an error needs it: a file that does not
+    // deserialize is deserialized again, with the tracking.
+    if let Ok(raw) = RawConfig::deserialize(parse()?) {
+        return Ok(raw);
+    }
+    serde_path_to_error::deserialize(parse()?).map_err(|error| {
         let field = field_path(error.path());
         let error = error.into_inner();
         ConfigError::Invalid {
