@@ -74,7 +74,7 @@ fn capacity(ctx: &mut Ctx<'_>, raw: &RawConfig, dataplane: Option<&Dataplane>) {
     if let Some(extra) = raw.virtual_server.get(max) {
         ctx.error(
             &extra.span(),
-            &format!("virtual_server[{max}]"),
+            format!("virtual_server[{max}]"),
             format!(
                 "{} virtual servers exceed dataplane.max_virtual_servers = {max}",
                 raw.virtual_server.len()
@@ -89,7 +89,7 @@ fn capacity(ctx: &mut Ctx<'_>, raw: &RawConfig, dataplane: Option<&Dataplane>) {
             let span = backends.get(j).map_or(vs.span(), S::span);
             ctx.error(
                 &span,
-                &format!("virtual_server[{i}].backend[{j}]"),
+                format!("virtual_server[{i}].backend[{j}]"),
                 format!("more than {MAX_BACKENDS} backends in all virtual servers"),
             );
             return;
@@ -119,7 +119,7 @@ fn virtual_server_identity(
             let line = ctx.line(&first);
             ctx.error(
                 &span,
-                &format!("virtual_server[{i}].name"),
+                format!("virtual_server[{i}].name"),
                 format!(
                     "{:?} is already the name of the virtual server on line {line}",
                     vs.name
@@ -135,7 +135,7 @@ fn virtual_server_identity(
             let protocol = vs.protocol.as_str();
             ctx.error(
                 &address_span,
-                &format!("virtual_server[{i}].address"),
+                format!("virtual_server[{i}].address"),
                 format!(
                     "{} port {} {protocol} is already the virtual server on line {line}",
                     vs.address, vs.port
@@ -166,7 +166,7 @@ fn vrrp_identity(ctx: &mut Ctx<'_>, raw: &RawConfig, vrrp: &[Option<VrrpInstance
             let line = ctx.line(&first);
             ctx.error(
                 &span,
-                &format!("vrrp.instance[{i}].name"),
+                format!("vrrp.instance[{i}].name"),
                 format!(
                     "{:?} is already the name of the instance on line {line}",
                     instance.name
@@ -183,7 +183,7 @@ fn vrrp_identity(ctx: &mut Ctx<'_>, raw: &RawConfig, vrrp: &[Option<VrrpInstance
             let line = ctx.line(&first);
             ctx.error(
                 &span,
-                &format!("vrrp.instance[{i}].vrid"),
+                format!("vrrp.instance[{i}].vrid"),
                 format!(
                     "vrid {} on {} ({}) is already used by the instance on line {line}",
                     instance.vrid,
@@ -211,7 +211,7 @@ fn vrrp_identity(ctx: &mut Ctx<'_>, raw: &RawConfig, vrrp: &[Option<VrrpInstance
                     let line = ctx.line(first);
                     ctx.error(
                         &span,
-                        &format!("vrrp.instance[{i}].virtual_addresses[{j}]"),
+                        format!("vrrp.instance[{i}].virtual_addresses[{j}]"),
                         format!(
                             "{} is also in vrrp.instance[{other}] (line {line})",
                             net.addr()
@@ -247,7 +247,7 @@ fn tracked_virtual_servers(ctx: &mut Ctx<'_>, raw: &RawConfig) {
             if !names.contains(name.get_ref().as_str()) {
                 ctx.error(
                     &name.span(),
-                    &format!("vrrp.instance[{i}].track[{j}].virtual_server"),
+                    format!("vrrp.instance[{i}].track[{j}].virtual_server"),
                     format!("there is no virtual server named {:?}", name.get_ref()),
                 );
             }
@@ -277,7 +277,7 @@ fn vips_without_vrrp(
         });
         ctx.warn(
             &span,
-            &format!("virtual_server[{i}].address"),
+            format!("virtual_server[{i}].address"),
             format!(
                 "{} is in no vrrp instance's virtual_addresses: this node will not \
                  take it over on failover, so it must reach the node some other way",

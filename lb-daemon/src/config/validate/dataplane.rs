@@ -21,11 +21,11 @@ pub(super) fn dataplane(ctx: &mut Ctx<'_>, raw: &S<RawDataplane>) -> Dataplane {
     let field = |name: &str| format!("dataplane.{name}");
 
     let mut interfaces = Vec::new();
-    if let Some(list) = ctx.required(&raw.interfaces, &span, &field("interfaces")) {
+    if let Some(list) = ctx.required(&raw.interfaces, &span, field("interfaces")) {
         if list.get_ref().is_empty() {
             ctx.error(
                 &list.span(),
-                &field("interfaces"),
+                field("interfaces"),
                 "needs at least one interface",
             );
         }
@@ -55,27 +55,27 @@ pub(super) fn dataplane(ctx: &mut Ctx<'_>, raw: &S<RawDataplane>) -> Dataplane {
             ("driver", XdpMode::Driver),
             ("generic", XdpMode::Generic),
         ],
-        &field("xdp_mode"),
+        field("xdp_mode"),
     );
     let flow_table_size = ctx.int_or(
         &raw.flow_table_size,
         defaults::FLOW_TABLE_SIZE,
         1,
         MAX_FLOW_TABLE_SIZE,
-        &field("flow_table_size"),
+        field("flow_table_size"),
     );
     let max_virtual_servers = ctx.int_or(
         &raw.max_virtual_servers,
         defaults::MAX_VIRTUAL_SERVERS,
         1,
         MAX_VIRTUAL_SERVERS_LIMIT,
-        &field("max_virtual_servers"),
+        field("max_virtual_servers"),
     );
     let maglev_table_size = maglev_table_size(ctx, raw, max_virtual_servers);
 
     let pin_path = match &raw.pin_path {
         Some(path) => ctx
-            .absolute_path(path, &field("pin_path"))
+            .absolute_path(path, field("pin_path"))
             .unwrap_or_else(|| PathBuf::from(defaults::PIN_PATH)),
         None => PathBuf::from(defaults::PIN_PATH),
     };
@@ -210,7 +210,7 @@ pub(super) fn listen(
         Err(_) => {
             ctx.error(
                 &listen.span(),
-                &format!("{section}.listen"),
+                format!("{section}.listen"),
                 format!(
                     "{:?} is not an address and port like \"{default}\" or \"[::1]:{}\"",
                     listen.get_ref(),

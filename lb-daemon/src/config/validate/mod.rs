@@ -129,21 +129,21 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Records an error at `span`.
-    fn error(&mut self, span: &Range<usize>, field: &str, message: impl Into<String>) {
+    fn error(&mut self, span: &Range<usize>, field: impl Display, message: impl Into<String>) {
         self.errors.push(ConfigError::Invalid {
             file: self.file.to_owned(),
             position: self.lines.position(span.start),
-            field: field.to_owned(),
+            field: field.to_string(),
             message: message.into(),
         });
     }
 
     /// Records a warning at `span`.
-    fn warn(&mut self, span: &Range<usize>, field: &str, message: impl Into<String>) {
+    fn warn(&mut self, span: &Range<usize>, field: impl Display, message: impl Into<String>) {
         self.warnings.push(ConfigWarning {
             file: self.file.to_owned(),
             position: self.lines.position(span.start),
-            field: field.to_owned(),
+            field: field.to_string(),
             message: message.into(),
         });
     }
@@ -158,7 +158,7 @@ impl Ctx<'_> {
         &mut self,
         value: &'v Option<S<T>>,
         table: &Range<usize>,
-        field: &str,
+        field: impl Display,
     ) -> Option<&'v S<T>> {
         if value.is_none() {
             self.error(table, field, "missing required field");
@@ -167,7 +167,7 @@ impl Ctx<'_> {
     }
 
     /// An integer in `min..=max`.
-    fn int<T>(&mut self, value: &S<i64>, min: T, max: T, field: &str) -> Option<T>
+    fn int<T>(&mut self, value: &S<i64>, min: T, max: T, field: impl Display) -> Option<T>
     where
         T: TryFrom<i64> + Into<i64> + Display + Copy,
     {
@@ -186,7 +186,14 @@ impl Ctx<'_> {
     }
 
     /// An optional integer in `min..=max`, else `default`.
-    fn int_or<T>(&mut self, value: &Option<S<i64>>, default: T, min: T, max: T, field: &str) -> T
+    fn int_or<T>(
+        &mut self,
+        value: &Option<S<i64>>,
+        default: T,
+        min: T,
+        max: T,
+        field: impl Display,
+    ) -> T
     where
         T: TryFrom<i64> + Into<i64> + Display + Copy,
     {
@@ -197,7 +204,7 @@ impl Ctx<'_> {
     }
 
     /// A humantime duration (`"1s"`, `"500ms"`, `"1m 30s"`).
-    fn duration(&mut self, value: &S<String>, field: &str) -> Option<Duration> {
+    fn duration(&mut self, value: &S<String>, field: impl Display) -> Option<Duration> {
         match humantime::parse_duration(value.get_ref()) {
             Ok(duration) => Some(duration),
             Err(error) => {
@@ -219,7 +226,7 @@ impl Ctx<'_> {
         &mut self,
         value: &Option<S<String>>,
         default: Duration,
-        field: &str,
+        field: impl Display,
     ) -> Duration {
         value
             .as_ref()
@@ -233,7 +240,7 @@ impl Ctx<'_> {
         value: &Option<S<String>>,
         default: T,
         choices: &[(&str, T)],
-        field: &str,
+        field: impl Display,
     ) -> T {
         let Some(value) = value else {
             return default;
@@ -254,7 +261,7 @@ impl Ctx<'_> {
     }
 
     /// An IP address.
-    fn ip(&mut self, value: &S<String>, field: &str) -> Option<IpAddr> {
+    fn ip(&mut self, value: &S<String>, field: impl Display) -> Option<IpAddr> {
         match value.get_ref().parse() {
             Ok(address) => Some(address),
             Err(_) => {
@@ -270,8 +277,8 @@ impl Ctx<'_> {
 
     /// An address that can be a VIP, backend or peer: not unspecified,
     /// multicast, broadcast or loopback.
-    fn unicast_ip(&mut self, value: &S<String>, field: &str) -> Option<IpAddr> {
-        let address = self.ip(value, field)?;
+    fn unicast_ip(&mut self, value: &S<String>, field: impl Display) -> Option<IpAddr> {
+        let address = self.ip(value, &field)?;
         let broadcast = matches!(address, IpAddr::V4(v4) if v4.is_broadcast());
         if address.is_unspecified() || address.is_multicast() || address.is_loopback() || broadcast
         {
@@ -288,7 +295,7 @@ impl Ctx<'_> {
     /// The name of a virtual server or VRRP instance: 1 to 64 of
     /// `A-Z a-z 0-9 _ . -` (it appears in URLs, metric labels and the
     /// arguments of notify scripts).
-    fn name(&mut self, value: &S<String>, field: &str) -> Option<String> {
+    fn name(&mut self, value: &S<String>, field: impl Display) -> Option<String> {
         let name = value.get_ref();
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         if name.is_empty() || name.len() > defaults::NAME_MAX || !name.chars().all(valid_char) {
@@ -306,7 +313,7 @@ impl Ctx<'_> {
     }
 
     /// A network interface name (at most 15 bytes, no `/` or whitespace).
-    fn interface(&mut self, value: &S<String>, field: &str) -> Option<String> {
+    fn interface(&mut self, value: &S<String>, field: impl Display) -> Option<String> {
         let name = value.get_ref();
         let valid = !name.is_empty()
             && name.len() < 16
@@ -329,7 +336,7 @@ impl Ctx<'_> {
     }
 
     /// An absolute path.
-    fn absolute_path(&mut self, value: &S<String>, field: &str) -> Option<PathBuf> {
+    fn absolute_path(&mut self, value: &S<String>, field: impl Display) -> Option<PathBuf> {
         let path = PathBuf::from(value.get_ref());
         if !path.is_absolute() {
             self.error(
@@ -340,6 +347,27 @@ impl Ctx<'_> {
             return None;
         }
         Some(path)
+    }
+}
+
+/// The path of a field, `parent.name`, written out only when an error
+/// or warning names it (a large file has hundreds of thousands of fields).
+#[derive(Clone, Copy)]
+pub(super) struct Field<P>(pub P, pub &'static str);
+
+impl<P: Display> Display for Field<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// The path of an array element, `array[index]`, written out when needed.
+#[derive(Clone, Copy)]
+pub(super) struct Element<P>(pub P, pub usize);
+
+impl<P: Display> Display for Element<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
     }
 }
 

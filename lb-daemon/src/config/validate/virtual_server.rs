@@ -1,7 +1,7 @@
 //! One `[[virtual_server]]` with its health check and backends.
-use std::{collections::HashMap, ops::Range, time::Duration};
+use std::{collections::HashMap, fmt::Display, ops::Range, time::Duration};
 
-use super::Ctx;
+use super::{Ctx, Element, Field};
 use crate::config::{
     model::{
         Backend, Forwarding, HealthCheck, HealthCheckKind, HttpCheck, Protocol, Scheduler,
@@ -18,46 +18,46 @@ pub(super) fn virtual_server(
 ) -> Option<VirtualServer> {
     let span = raw.span();
     let raw = raw.get_ref();
-    let base = format!("virtual_server[{index}]");
-    let field = |name: &str| format!("{base}.{name}");
+    let base = Element("virtual_server", index);
+    let field = |name| Field(base, name);
 
     let name = ctx
-        .required(&raw.name, &span, &field("name"))
-        .and_then(|n| ctx.name(n, &field("name")));
+        .required(&raw.name, &span, field("name"))
+        .and_then(|n| ctx.name(n, field("name")));
     let address = ctx
-        .required(&raw.address, &span, &field("address"))
-        .and_then(|a| ctx.unicast_ip(a, &field("address")));
-    let port = ctx.int_or(&raw.port, defaults::PORT, 0, u16::MAX, &field("port"));
+        .required(&raw.address, &span, field("address"))
+        .and_then(|a| ctx.unicast_ip(a, field("address")));
+    let port = ctx.int_or(&raw.port, defaults::PORT, 0, u16::MAX, field("port"));
     let protocol = ctx.choice(
         &raw.protocol,
         Protocol::Tcp,
         &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)],
-        &field("protocol"),
+        field("protocol"),
     );
     let forwarding = ctx.choice(
         &raw.forwarding,
         Forwarding::Tunnel,
         &[("tunnel", Forwarding::Tunnel), ("dsr", Forwarding::Dsr)],
-        &field("forwarding"),
+        field("forwarding"),
     );
     let scheduler = ctx.choice(
         &raw.scheduler,
         Scheduler::Maglev,
         &[("maglev", Scheduler::Maglev)],
-        &field("scheduler"),
+        field("scheduler"),
     );
     let health_check = raw
         .health_check
         .as_ref()
         .map_or_else(HealthCheck::default, |hc| {
-            health_check(ctx, hc, &field("health_check"))
+            health_check(ctx, hc, &field("health_check").to_string())
         });
 
     let mut backends: Vec<Backend> = Vec::new();
     let mut seen: HashMap<_, Range<usize>> = HashMap::new();
     for (i, raw_backend) in raw.backend.iter().enumerate() {
-        let path = format!("{base}.backend[{i}]");
-        let Some(backend) = backend(ctx, raw_backend, &path) else {
+        let path = Element(field("backend"), i);
+        let Some(backend) = backend(ctx, raw_backend, path) else {
             continue;
         };
         let address_span = raw_backend
@@ -69,14 +69,14 @@ pub(super) fn virtual_server(
             if backend.address == vip {
                 ctx.error(
                     &address_span,
-                    &format!("{path}.address"),
+                    Field(path, "address"),
                     "is the virtual server's own address",
                 );
             }
             if forwarding == Forwarding::Dsr && backend.address.is_ipv4() != vip.is_ipv4() {
                 ctx.error(
                     &address_span,
-                    &format!("{path}.address"),
+                    Field(path, "address"),
                     format!(
                         "forwarding = \"dsr\" needs backends of the VIP's family ({}); \
                          use forwarding = \"tunnel\" to mix families",
@@ -89,7 +89,7 @@ pub(super) fn virtual_server(
             let line = ctx.line(&first);
             ctx.error(
                 &address_span,
-                &format!("{path}.address"),
+                Field(path, "address"),
                 format!(
                     "backend {} is listed twice in this virtual server (also on line {line})",
                     backend.address
@@ -100,7 +100,7 @@ pub(super) fn virtual_server(
         if port == 0 && !port_written && health_check.kind.needs_port() {
             ctx.error(
                 &raw_backend.span(),
-                &format!("{path}.port"),
+                Field(path, "port"),
                 "the virtual server has port 0 (all ports) and its health check needs a port: \
                  set port on this backend, or use health_check kind \"exec\" or \"none\"",
             );
@@ -110,7 +110,7 @@ pub(super) fn virtual_server(
     if raw.backend.len() >= maglev_table_size as usize {
         ctx.error(
             &span,
-            &field("backend"),
+            field("backend"),
             format!(
                 "{} backends need a maglev_table_size larger than {maglev_table_size}",
                 raw.backend.len()
@@ -120,7 +120,7 @@ pub(super) fn virtual_server(
     if raw.backend.is_empty() {
         ctx.warn(
             &span,
-            &field("backend"),
+            field("backend"),
             "no backends: new flows to this virtual server are dropped",
         );
     }
@@ -137,23 +137,23 @@ pub(super) fn virtual_server(
     })
 }
 
-fn backend(ctx: &mut Ctx<'_>, raw: &S<RawBackend>, base: &str) -> Option<Backend> {
+fn backend(ctx: &mut Ctx<'_>, raw: &S<RawBackend>, base: impl Display + Copy) -> Option<Backend> {
     let span = raw.span();
     let raw = raw.get_ref();
-    let field = |name: &str| format!("{base}.{name}");
+    let field = |name| Field(base, name);
     let address = ctx
-        .required(&raw.address, &span, &field("address"))
-        .and_then(|a| ctx.unicast_ip(a, &field("address")));
+        .required(&raw.address, &span, field("address"))
+        .and_then(|a| ctx.unicast_ip(a, field("address")));
     let port = raw
         .port
         .as_ref()
-        .and_then(|p| ctx.int(p, 1u16, u16::MAX, &field("port")));
+        .and_then(|p| ctx.int(p, 1u16, u16::MAX, field("port")));
     let weight = ctx.int_or(
         &raw.weight,
         defaults::WEIGHT,
         0,
         defaults::WEIGHT_MAX,
-        &field("weight"),
+        field("weight"),
     );
     Some(Backend {
         address: address?,
@@ -187,7 +187,7 @@ fn health_check(ctx: &mut Ctx<'_>, raw: &S<RawHealthCheck>, base: &str) -> Healt
                 let names: Vec<_> = KINDS.iter().map(|(name, _)| format!("{name:?}")).collect();
                 ctx.error(
                     &kind.span(),
-                    &field("kind"),
+                    field("kind"),
                     format!("{:?} is not one of {}", kind.get_ref(), names.join(", ")),
                 );
                 // The kind-specific fields cannot be judged without a kind.
@@ -240,7 +240,7 @@ fn health_check(ctx: &mut Ctx<'_>, raw: &S<RawHealthCheck>, base: &str) -> Healt
         if let Some(span) = span {
             ctx.error(
                 &span,
-                &field("timeout"),
+                field("timeout"),
                 format!(
                     "timeout ({}) must not exceed interval ({})",
                     humantime::format_duration(timeout),
@@ -254,8 +254,8 @@ fn health_check(ctx: &mut Ctx<'_>, raw: &S<RawHealthCheck>, base: &str) -> Healt
         kind,
         interval,
         timeout,
-        rise: ctx.int_or(&raw.rise, defaults::HEALTH_RISE, 1, count, &field("rise")),
-        fall: ctx.int_or(&raw.fall, defaults::HEALTH_FALL, 1, count, &field("fall")),
+        rise: ctx.int_or(&raw.rise, defaults::HEALTH_RISE, 1, count, field("rise")),
+        fall: ctx.int_or(&raw.fall, defaults::HEALTH_FALL, 1, count, field("fall")),
     }
 }
 
@@ -285,7 +285,7 @@ fn reject_foreign_fields(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, kind: &str, ba
                 .collect();
             ctx.error(
                 &span,
-                &format!("{base}.{name}"),
+                format!("{base}.{name}"),
                 format!(
                     "belongs to kind {}, not to kind {kind:?}",
                     owners.join(" or ")
@@ -300,7 +300,7 @@ fn http(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, base: &str) -> HttpCheck {
         Some(path) if !path.get_ref().starts_with('/') => {
             ctx.error(
                 &path.span(),
-                &format!("{base}.path"),
+                format!("{base}.path"),
                 format!("{:?} must start with '/'", path.get_ref()),
             );
             defaults::HTTP_PATH.to_owned()
@@ -315,7 +315,7 @@ fn http(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, base: &str) -> HttpCheck {
             if list.get_ref().is_empty() {
                 ctx.error(
                     &list.span(),
-                    &format!("{base}.expect_status"),
+                    format!("{base}.expect_status"),
                     "needs at least one status",
                 );
             }
@@ -353,7 +353,7 @@ fn command(
     match list.get_ref().first() {
         None => ctx.error(&list.span(), &field, "needs at least the program"),
         Some(program) => {
-            ctx.absolute_path(program, &format!("{field}[0]"));
+            ctx.absolute_path(program, format!("{field}[0]"));
         }
     }
     list.get_ref()

@@ -24,14 +24,14 @@ pub(super) fn instance(
     let field = |name: &str| format!("{base}.{name}");
 
     let name = ctx
-        .required(&raw.name, &span, &field("name"))
-        .and_then(|n| ctx.name(n, &field("name")));
+        .required(&raw.name, &span, field("name"))
+        .and_then(|n| ctx.name(n, field("name")));
     let interface = ctx
-        .required(&raw.interface, &span, &field("interface"))
-        .and_then(|i| ctx.interface(i, &field("interface")));
+        .required(&raw.interface, &span, field("interface"))
+        .and_then(|i| ctx.interface(i, field("interface")));
     let vrid = ctx
-        .required(&raw.vrid, &span, &field("vrid"))
-        .and_then(|v| ctx.int(v, 1u8, 255, &field("vrid")));
+        .required(&raw.vrid, &span, field("vrid"))
+        .and_then(|v| ctx.int(v, 1u8, 255, field("vrid")));
     let version = match &raw.version {
         None => VrrpVersion::V3,
         Some(v) => match v.get_ref() {
@@ -40,7 +40,7 @@ pub(super) fn instance(
             other => {
                 ctx.error(
                     &v.span(),
-                    &field("version"),
+                    field("version"),
                     format!("{other} is not 2 or 3"),
                 );
                 VrrpVersion::V3
@@ -52,7 +52,7 @@ pub(super) fn instance(
         defaults::VRRP_PRIORITY,
         1,
         255,
-        &field("priority"),
+        field("priority"),
     );
     let advert_interval = advert_interval(
         ctx,
@@ -66,9 +66,9 @@ pub(super) fn instance(
         .map_or(defaults::PREEMPT, |p| *p.get_ref());
     let preempt_delay = match &raw.preempt_delay {
         None => defaults::PREEMPT_DELAY,
-        Some(value) => match ctx.duration(value, &field("preempt_delay")) {
+        Some(value) => match ctx.duration(value, field("preempt_delay")) {
             Some(delay) if delay > PREEMPT_DELAY_MAX => {
-                ctx.error(&value.span(), &field("preempt_delay"), "must be at most 1h");
+                ctx.error(&value.span(), field("preempt_delay"), "must be at most 1h");
                 defaults::PREEMPT_DELAY
             }
             delay => delay.unwrap_or(defaults::PREEMPT_DELAY),
@@ -83,7 +83,7 @@ pub(super) fn instance(
     let notify = raw
         .notify
         .as_ref()
-        .and_then(|path| ctx.absolute_path(path, &field("notify")));
+        .and_then(|path| ctx.absolute_path(path, field("notify")));
     let track = raw.track.as_ref().map_or_else(Vec::new, |list| {
         list.get_ref()
             .iter()
@@ -265,7 +265,7 @@ fn track(ctx: &mut Ctx<'_>, raw: &S<RawTrack>, base: &str) -> Option<Track> {
         defaults::TRACK_WEIGHT,
         -defaults::TRACK_WEIGHT_MAX,
         defaults::TRACK_WEIGHT_MAX,
-        &field("weight"),
+        field("weight"),
     );
     let targets = [&raw.virtual_server, &raw.interface, &raw.script]
         .iter()
@@ -282,26 +282,26 @@ fn track(ctx: &mut Ctx<'_>, raw: &S<RawTrack>, base: &str) -> Option<Track> {
     if let (None, Some(interval)) = (&raw.script, &raw.interval) {
         ctx.error(
             &interval.span(),
-            &field("interval"),
+            field("interval"),
             "only a script is run at an interval",
         );
     }
     if let Some(vs) = &raw.virtual_server {
         // Whether it names a virtual server is checked in `cross`.
-        let name = ctx.name(vs, &field("virtual_server"))?;
+        let name = ctx.name(vs, field("virtual_server"))?;
         return Some(Track::VirtualServer { name, weight });
     }
     if let Some(interface) = &raw.interface {
-        let name = ctx.interface(interface, &field("interface"))?;
+        let name = ctx.interface(interface, field("interface"))?;
         return Some(Track::Interface { name, weight });
     }
     let script = raw.script.as_ref()?;
-    let path = ctx.absolute_path(script, &field("script"));
+    let path = ctx.absolute_path(script, field("script"));
     let interval = match &raw.interval {
         None => defaults::TRACK_SCRIPT_INTERVAL,
-        Some(value) => match ctx.duration(value, &field("interval")) {
+        Some(value) => match ctx.duration(value, field("interval")) {
             Some(interval) if interval.is_zero() => {
-                ctx.error(&value.span(), &field("interval"), "must be more than 0s");
+                ctx.error(&value.span(), field("interval"), "must be more than 0s");
                 defaults::TRACK_SCRIPT_INTERVAL
             }
             interval => interval.unwrap_or(defaults::TRACK_SCRIPT_INTERVAL),
