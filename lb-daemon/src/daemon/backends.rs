@@ -85,6 +85,14 @@ impl Backends {
         Some(&mut states[i].1)
     }
 
+    /// The states of the backends of `virtual_server`, sorted by address
+    /// (empty for one not synced).
+    pub fn of_mut(&mut self, virtual_server: &str) -> &mut [(IpAddr, BackendState)] {
+        self.states
+            .get_mut(virtual_server)
+            .map_or(&mut [][..], Vec::as_mut_slice)
+    }
+
     /// The state of each backend of `vs` by address (the default state
     /// for one not synced yet).
     fn of(&self, vs: &VirtualServer) -> impl Fn(IpAddr) -> BackendState + '_ {

@@ -337,12 +337,10 @@ fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
     let mut round = next_hops.round(Instant::now());
     let (mut found, mut lost) = (0usize, BTreeMap::<String, (usize, IpAddr)>::new());
     for vs in &config.virtual_servers {
-        for backend in &vs.backends {
-            let hop = round.next_hop(backend.address);
-            let mac = usable(dataplane, vs, backend.address, hop);
-            let Some(state) = backends.get_mut(&vs.name, backend.address) else {
-                continue;
-            };
+        // In the order of their addresses, as the states are.
+        for (address, state) in backends.of_mut(&vs.name) {
+            let hop = round.next_hop(*address);
+            let mac = usable(dataplane, vs, *address, hop);
             let unchanged = match (&state.mac, &mac) {
                 (Some(known), Ok(mac)) => known == mac,
                 (None, Err(_)) => true,
@@ -353,7 +351,7 @@ fn resolve_next_hops(inner: &mut Inner) -> BTreeSet<String> {
             }
             match &mac {
                 Ok(_) => found += 1,
-                Err(reason) => lost.entry(reason.clone()).or_insert((0, backend.address)).0 += 1,
+                Err(reason) => lost.entry(reason.clone()).or_insert((0, *address)).0 += 1,
             }
             state.mac = mac.ok();
             changed.insert(vs.name.clone());
