@@ -5,7 +5,7 @@
 //! - [`attach`]: XDP attachment through rtnetlink, which keeps a program
 //!   attached after the daemon exits (and works under `ip netns exec`).
 //! - [`balancer`]: the balancer program with its maps, loaded or adopted.
-//! - [`builds`]: Maglev tables built on every core, handed back in order.
+//! - `builds`: Maglev tables built on every core, handed back in order.
 //! - [`maps`]: [`maps::MapWriter`], the interface the map programming code
 //!   writes through, with the BPF implementation and an in-memory one.
 //! - [`programmer`]: virtual servers and backends to VIP entries, backend

@@ -2,9 +2,9 @@
 //! entries: VIP entries, backend slots and Maglev rings.
 //!
 //! Ring swaps are atomic: each VIP owns two rings; a change is written into
-//! the inactive one (only the slots that differ from what that ring holds)
-//! and then the VIP entry is replaced with one naming it, in one map
-//! update. A packet sees either the whole old ring or the whole new one.
+//! the inactive one (see [`MapWriter::write_ring`]) and then the VIP entry
+//! is replaced with one naming it, in one map update. A packet sees either
+//! the whole old ring or the whole new one.
 //!
 //! Order of writes on a change: new backends first, then the ring, then the
 //! VIP entry, and only then are removed backends marked down, so no packet
@@ -240,7 +240,7 @@ impl<M: MapWriter> Programmer<M> {
     }
 
     /// [`Self::set`] for many virtual servers: their Maglev tables are
-    /// built on every core (see [`Builds`]) while this thread switches
+    /// built on every core (see `builds.rs`) while this thread switches
     /// each virtual server as `set` does, one after the other. On an
     /// error the virtual servers before the failing one are programmed.
     pub fn set_many(&mut self, items: &[(VipSpec, Vec<BackendSpec>)]) -> Result<()> {

@@ -13,7 +13,7 @@
 //! It must not change between versions either (a pair of balancers may
 //! run two versions during an upgrade): `tests.rs` pins tables.
 //!
-//! A [`Builder`] keeps its working memory between builds; [`probe`] finds
+//! A [`Builder`] keeps its working memory between builds; `probe.rs` finds
 //! a member's next free slot, several slots at a time where the CPU
 //! allows.
 mod probe;
