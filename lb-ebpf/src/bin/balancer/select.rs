@@ -146,11 +146,11 @@ fn publish_tail(tail: *mut u64, new: u64) {
 
 /// What the flow's set holds for it.
 struct Probe {
-    /// The way holding the flow, or `K::WAYS` if none does.
+    /// The way holding the flow; `usize::MAX` if none does.
     found: usize,
     /// Its tail.
     found_tail: u64,
-    /// The way a new entry would take, or `K::WAYS` if every way is busy.
+    /// The way a new entry would take; `usize::MAX` if every way is busy.
     victim: usize,
     /// Its tail, as read.
     victim_tail: u64,
@@ -171,9 +171,9 @@ impl Probe {
 /// rewritten meanwhile is not believed.
 #[inline(always)]
 fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
-    let mut found = Probe::NONE;
+    let mut seen = Probe::NONE;
     if set.is_null() {
-        return found;
+        return seen;
     }
     let mut victim = Victim::NONE;
     let udp = if key.udp() { meta::UDP } else { 0 };
@@ -190,17 +190,17 @@ fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
             && key.held_in(unsafe { set.add(way) })
             && read_tail(tail_ptr) == t
         {
-            found.found = way;
-            found.found_tail = t;
+            seen.found = way;
+            seen.found_tail = t;
             break;
         }
         victim.consider(way, m, now);
         if victim.way == way {
-            found.victim = way;
-            found.victim_tail = t;
+            seen.victim = way;
+            seen.victim_tail = t;
         }
     }
-    found
+    seen
 }
 
 /// Writes `key` to `backend_id` at time stamp `now` into `way` of `set`,
