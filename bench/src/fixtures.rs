@@ -76,6 +76,7 @@ pub fn dataplane_specs(vips: usize, backends: usize) -> Vec<(VipSpec, Vec<Backen
                     mac: [2, 0, 0, 0, 0, 1],
                     weight: 100,
                     up: true,
+                    drained: false,
                 })
                 .collect();
             (spec, list)

@@ -143,6 +143,7 @@ fn backends(v6: bool, net: u8) -> Vec<BackendSpec> {
             mac: [2, 0xbe, 0, net, (i >> 8) as u8, i as u8],
             weight: 100,
             up: true,
+            drained: false,
         })
         .collect()
 }

@@ -169,6 +169,11 @@ pub const BACKEND_FLAG_UP: u8 = 1 << 0;
 /// [`VIP_FLAG_DSR`] that established flows read, since they skip the VIP
 /// lookup).
 pub const BACKEND_FLAG_DSR: u8 = 1 << 1;
+/// `Backend::flags`: an operator drained the backend through the admin
+/// API. The program ignores it (the ring already leaves the backend out);
+/// a restarted daemon that adopts the program reads it back, so that a
+/// drain outlives the daemon that made it.
+pub const BACKEND_FLAG_DRAINED: u8 = 1 << 2;
 
 /// Value of `BACKENDS`, indexed by backend id (id 0 is never used).
 ///

@@ -17,8 +17,8 @@ use std::{
 
 use lb_daemon::dataplane::attach;
 use lb_lab::{
-    BalancerConfig, Daemon, EchoBackend, EchoStream, HealthKind, TempDir, Topology,
-    TopologyOptions, unique_prefix, wait_until,
+    ADMIN, BalancerConfig, Daemon, EchoBackend, EchoStream, HealthKind, TempDir, Topology,
+    TopologyOptions, http_request, unique_prefix, wait_until,
 };
 use support::lb_daemon;
 
@@ -92,6 +92,17 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
         .collect();
 
     thread::sleep(Duration::from_millis(500));
+    // An operator drains the last backend: the drain outlives the daemon.
+    let drained = backends[backends.len() - 1];
+    let reply = http_request(
+        lab.lb_a().ns(),
+        ADMIN,
+        "POST",
+        &format!("/api/v1/backends/echo/{drained}/drain"),
+        TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
     first.child.kill(libc::SIGKILL).unwrap();
     first.child.wait_timeout(TIMEOUT).unwrap().expect("killed");
     let attached = |ns: &lb_lab::Netns| {
@@ -121,6 +132,18 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     let status: lb_daemon::status::Status = serde_json::from_str(&status).unwrap();
     let echo = &status.virtual_servers[0];
     assert!(echo.packets > 0 && echo.flows >= 9, "{echo:?}");
+    for backend in &echo.backends {
+        assert_eq!(
+            backend.drained,
+            backend.address == drained,
+            "drains after the restart: {echo:?}"
+        );
+    }
+    assert!(
+        second.log_text().contains("kept the drain"),
+        "{}",
+        second.log_text()
+    );
     assert_eq!(
         echo.backends.iter().map(|b| b.packets).sum::<u64>(),
         echo.packets,

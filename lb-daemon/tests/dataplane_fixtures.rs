@@ -45,6 +45,7 @@ fn backend(address: IpAddr) -> BackendSpec {
         ],
         weight: 100,
         up: true,
+        drained: false,
     }
 }
 

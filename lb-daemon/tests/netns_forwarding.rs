@@ -59,6 +59,7 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
             mac: b.mac(),
             weight: 100,
             up: true,
+            drained: false,
         })
         .collect();
     balancer.programmer_mut().set(spec, &backends).unwrap();

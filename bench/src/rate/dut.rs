@@ -219,6 +219,7 @@ fn balancer(wire: &Wire, forwarding: Forwarding) -> Result<Balancer> {
             mac: wire.gen_mac,
             weight: 100,
             up: true,
+            drained: false,
         })
         .collect();
     for (port, protocol) in [(UDP_PORT, proto::UDP), (TCP_PORT, proto::TCP)] {

@@ -138,6 +138,7 @@ impl Backends {
                     mac: state.mac.unwrap_or_default(),
                     weight: status.effective_weight(),
                     up: status.health == Health::Up && status.next_hop,
+                    drained: state.drained,
                 }
             })
             .collect();

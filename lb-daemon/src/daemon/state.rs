@@ -46,6 +46,9 @@ impl Shared {
             .transpose()?;
         let mut backends = Backends::default();
         backends.sync(&config);
+        if let Some(dataplane) = &dataplane {
+            keep_adopted_drains(&mut backends, &config, dataplane);
+        }
         let shared = Self {
             inner: Mutex::new(Inner {
                 config,
@@ -278,6 +281,24 @@ fn program_all(inner: &mut Inner, names: &BTreeSet<String>) -> Result<()> {
         .programmer_mut()
         .set_many(&items)
         .with_context(|| format!("programming {} virtual servers", items.len()))
+}
+
+/// Drains an operator made through the admin API of the daemon before this
+/// one stay in force: an adopted program's backend entries record them
+/// (`lb_common::BACKEND_FLAG_DRAINED`).
+fn keep_adopted_drains(backends: &mut Backends, config: &Config, dataplane: &Dataplane) {
+    let programmer = dataplane.balancer().programmer();
+    for vs in &config.virtual_servers {
+        let id = vip_id(vs);
+        for backend in &vs.backends {
+            if programmer.drained(&id, &backend.address)
+                && let Some(state) = backends.get_mut(&vs.name, backend.address)
+            {
+                state.drained = true;
+                info!(virtual_server = %vs.name, backend = %backend.address, "kept the drain recorded by the previous daemon");
+            }
+        }
+    }
 }
 
 /// Removes the virtual servers an adopted program serves that the config

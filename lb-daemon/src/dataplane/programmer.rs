@@ -15,9 +15,9 @@ use std::{
 };
 
 use lb_common::{
-    BACKEND_FLAG_DSR, BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6, VIP_FILTER_ANY_PORT,
-    VIP_FILTER_PORT, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key, Vip6Key, VipMeta,
-    vip_filter_slot_v4, vip_filter_slot_v6,
+    BACKEND_FLAG_DRAINED, BACKEND_FLAG_DSR, BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6,
+    VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key,
+    Vip6Key, VipMeta, vip_filter_slot_v4, vip_filter_slot_v6,
 };
 
 use super::{
@@ -74,6 +74,9 @@ pub struct BackendSpec {
     pub weight: u32,
     /// Health: a backend that is down gets no packets, and its flows move.
     pub up: bool,
+    /// An operator drained it: recorded in its map entry, for a restarted
+    /// daemon (the weight says what the data plane does).
+    pub drained: bool,
 }
 
 /// Sizes of the maps the programmer writes into.
@@ -399,6 +402,15 @@ impl<M: MapWriter> Programmer<M> {
     }
 
     /// The backend id of `address` in virtual server `id`.
+    /// Whether backend `address` of `id` is marked drained in its map entry
+    /// (for an adopted program: by the daemon before this one).
+    pub fn drained(&self, id: &VipId, address: &IpAddr) -> bool {
+        self.vips.get(id).is_some_and(|vip| {
+            vip.position(address)
+                .is_ok_and(|i| vip.backends[i].1.drained)
+        })
+    }
+
     pub fn backend_id(&self, id: &VipId, address: &IpAddr) -> Option<u32> {
         let vip = self.vips.get(id)?;
         let i = vip.position(address).ok()?;
@@ -531,6 +543,7 @@ fn backend_spec(backend: &Backend) -> Option<BackendSpec> {
         mac: backend.mac,
         weight: 0,
         up: backend.flags & BACKEND_FLAG_UP != 0,
+        drained: backend.flags & BACKEND_FLAG_DRAINED != 0,
     })
 }
 
@@ -595,6 +608,9 @@ fn backend_entry(backend: &BackendSpec, vip_index: u32, vip: &VipSpec) -> Backen
     if vip.forwarding == Forwarding::Dsr {
         flags |= BACKEND_FLAG_DSR;
     }
+    if backend.drained {
+        flags |= BACKEND_FLAG_DRAINED;
+    }
     Backend {
         addr,
         vip_addr,
@@ -645,6 +661,7 @@ mod tests {
             mac: [2, 0, 0, 0, 0, last],
             weight,
             up: true,
+            drained: false,
         }
     }
 
@@ -797,6 +814,32 @@ mod tests {
         let new = adopted.backend_id(&dns.id, &backend(15, 100).address);
         assert!(new.is_some() && !ids.contains(&new));
         assert_ne!(adopted.vip_index(&dns.id), adopted.vip_index(&web.id));
+    }
+
+    #[test]
+    fn drains_are_recorded_in_the_entries_and_adopted() {
+        let mut p = programmer();
+        let web = vip(80);
+        let mut drained = backend(12, 0);
+        drained.drained = true;
+        p.set(web, &[backend(11, 100), drained]).unwrap();
+        let id = p.backend_id(&web.id, &drained.address).unwrap();
+        assert_ne!(p.maps().backends[&id].flags & BACKEND_FLAG_DRAINED, 0);
+        assert!(p.drained(&web.id, &drained.address));
+        assert!(!p.drained(&web.id, &backend(11, 100).address));
+
+        let capacity = p.capacity();
+        let maps = p.into_maps();
+        let contents = maps.contents();
+        let mut adopted = Programmer::adopt(maps, capacity, &contents);
+        assert!(adopted.drained(&web.id, &drained.address));
+        assert!(!adopted.drained(&web.id, &backend(11, 100).address));
+        // Undrained: the flag goes.
+        adopted
+            .set(web, &[backend(11, 100), backend(12, 100)])
+            .unwrap();
+        assert!(!adopted.drained(&web.id, &drained.address));
+        assert_eq!(adopted.maps().backends[&id].flags & BACKEND_FLAG_DRAINED, 0);
     }
 
     #[test]
