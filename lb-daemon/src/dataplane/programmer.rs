@@ -777,6 +777,14 @@ mod tests {
         assert!(p.maps().vips.is_empty());
     }
 
+    /// A programmer that adopts what `p` wrote, as a restarted daemon does.
+    fn adopted(p: Programmer<MemoryMaps>) -> Programmer<MemoryMaps> {
+        let capacity = p.capacity();
+        let maps = p.into_maps();
+        let contents = maps.contents();
+        Programmer::adopt(maps, capacity, &contents)
+    }
+
     #[test]
     fn adopted_maps_keep_rings_and_backend_ids() {
         let mut p = programmer();
@@ -790,11 +798,7 @@ mod tests {
             .iter()
             .map(|b| p.backend_id(&web.id, &b.address))
             .collect();
-        let capacity = p.capacity();
-        let maps = p.into_maps();
-        let contents = maps.contents();
-
-        let mut adopted = Programmer::adopt(maps, capacity, &contents);
+        let mut adopted = adopted(p);
         let mut vips: Vec<_> = adopted.vips().copied().collect();
         vips.sort();
         assert_eq!(vips, vec![dns.id, web.id]);
@@ -818,20 +822,20 @@ mod tests {
 
     #[test]
     fn drains_are_recorded_in_the_entries_and_adopted() {
-        let mut p = programmer();
         let web = vip(80);
-        let mut drained = backend(12, 0);
-        drained.drained = true;
+        let drained = BackendSpec {
+            drained: true,
+            ..backend(12, 0)
+        };
+        let mut p = programmer();
         p.set(web, &[backend(11, 100), drained]).unwrap();
         let id = p.backend_id(&web.id, &drained.address).unwrap();
-        assert_ne!(p.maps().backends[&id].flags & BACKEND_FLAG_DRAINED, 0);
+        let flags = p.maps().backends[&id].flags;
+        assert_eq!(flags, BACKEND_FLAG_UP | BACKEND_FLAG_DRAINED);
         assert!(p.drained(&web.id, &drained.address));
         assert!(!p.drained(&web.id, &backend(11, 100).address));
 
-        let capacity = p.capacity();
-        let maps = p.into_maps();
-        let contents = maps.contents();
-        let mut adopted = Programmer::adopt(maps, capacity, &contents);
+        let mut adopted = adopted(p);
         assert!(adopted.drained(&web.id, &drained.address));
         assert!(!adopted.drained(&web.id, &backend(11, 100).address));
         // Undrained: the flag goes.
