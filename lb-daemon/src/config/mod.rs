@@ -133,3 +133,28 @@ fn readable(message: &str) -> String {
     }
     out
 }
+
+/// The config the unit tests of several modules start from.
+#[cfg(test)]
+pub(crate) mod test_configs {
+    /// A valid config: the data plane on eth0 and the virtual server "web",
+    /// 192.0.2.10:80 TCP, with one backend, 10.0.0.11.
+    pub const ONE_BACKEND: &str = r#"
+[dataplane]
+interfaces = ["eth0"]
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+
+[[virtual_server.backend]]
+address = "10.0.0.11"
+"#;
+
+    /// [`ONE_BACKEND`] and then `more`: further backends or a health
+    /// check of "web", further virtual servers.
+    pub fn one_backend_and(more: &str) -> String {
+        format!("{ONE_BACKEND}{more}")
+    }
+}

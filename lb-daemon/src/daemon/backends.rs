@@ -176,23 +176,18 @@ pub fn vip_id(vs: &VirtualServer) -> VipId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::config::{self, test_configs::one_backend_and};
 
-    const CONFIG: &str = r#"
-        [dataplane]
-        interfaces = ["eth0"]
-
-        [[virtual_server]]
-        name = "web"
-        address = "192.0.2.10"
-        port = 80
-        protocol = "tcp"
-        [[virtual_server.backend]]
-        address = "10.0.0.11"
-        [[virtual_server.backend]]
-        address = "10.0.0.12"
-        weight = 0
-    "#;
+    /// "web" with a second backend, 10.0.0.12, of weight 0.
+    fn web() -> String {
+        one_backend_and(
+            r#"
+[[virtual_server.backend]]
+address = "10.0.0.12"
+weight = 0
+"#,
+        )
+    }
 
     fn config(text: &str) -> Config {
         config::parse(text, "test.toml").unwrap()
@@ -200,7 +195,7 @@ mod tests {
 
     #[test]
     fn backends_take_packets_when_healthy_and_resolved_and_new_flows_when_weighted() {
-        let config = config(CONFIG);
+        let config = config(&web());
         let vs = &config.virtual_servers[0];
         let (a, b) = (vs.backends[0].address, vs.backends[1].address);
         let mut backends = Backends::default();
@@ -235,13 +230,13 @@ mod tests {
 
     #[test]
     fn sync_keeps_known_backends_and_forgets_removed_ones() {
-        let old = config(CONFIG);
+        let old = config(&web());
         let mut backends = Backends::default();
         backends.sync(&old);
         let a = old.virtual_servers[0].backends[0].address;
         let b = old.virtual_servers[0].backends[1].address;
         backends.get_mut("web", a).unwrap().drained = true;
-        let new = config(&CONFIG.replace("10.0.0.12", "10.0.0.13"));
+        let new = config(&web().replace("10.0.0.12", "10.0.0.13"));
         backends.sync(&new);
         assert!(backends.get("web", a).unwrap().drained);
         assert!(backends.get("web", b).is_none());

@@ -287,23 +287,14 @@ async fn run(target: Target, state: Arc<Mutex<RiseFall>>, reports: mpsc::Sender<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HttpCheck;
+    use crate::config::{HttpCheck, test_configs::one_backend_and};
 
-    const CONFIG: &str = r#"
-[dataplane]
-interfaces = ["eth0"]
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10"
-port = 80
-
+    /// "web" checked by HTTP, with a second backend on another port, and
+    /// "dns", not checked.
+    const MORE: &str = r#"
 [virtual_server.health_check]
 kind = "http"
 path = "/healthz"
-
-[[virtual_server.backend]]
-address = "10.0.0.11"
 
 [[virtual_server.backend]]
 address = "10.0.0.12"
@@ -324,7 +315,8 @@ address = "10.0.0.21"
 
     #[test]
     fn targets_cover_checked_backends_with_their_ports() {
-        let config = crate::config::parse(CONFIG, "test.toml").expect("valid config");
+        let config =
+            crate::config::parse(&one_backend_and(MORE), "test.toml").expect("valid config");
         let targets = Supervisor::targets(&config);
         assert_eq!(targets.len(), 2);
         let expected_kind = HealthCheckKind::Http(HttpCheck {

@@ -13,18 +13,7 @@ use crate::config::{
 const FILE: &str = "lb.toml";
 
 /// A valid config with one virtual server and one backend.
-const MINIMAL: &str = r#"
-[dataplane]
-interfaces = ["eth0"]
-
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10"
-port = 80
-
-[[virtual_server.backend]]
-address = "10.0.0.11"
-"#;
+const MINIMAL: &str = crate::config::test_configs::ONE_BACKEND;
 
 fn valid(text: &str) -> Config {
     match parse(text, FILE) {
