@@ -15,7 +15,8 @@ fn main() -> anyhow::Result<()> {
         Options::quick(prefix)
     } else {
         Options::full(prefix)
-    };
+    }
+    .narrowed_by_env()?;
     let run = rate::run(&options)?;
     let markdown = output::markdown(&run);
     results::write_pair(&out, "packet-rate", &output::json(&run), &markdown)?;

@@ -52,6 +52,11 @@ impl Kind {
     /// The balancer's modes, each compared with the baseline.
     pub const BALANCERS: [Kind; 2] = [Kind::Balancer, Kind::BalancerDsr];
 
+    /// The device of [`Kind::name`] `name`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Balancer => "balancer",

@@ -26,6 +26,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The protocol of [`Protocol::name`] `name`.
+    pub fn parse(name: &str) -> Option<Protocol> {
+        [Protocol::Udp, Protocol::Tcp]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Udp => "udp",

@@ -1,10 +1,13 @@
 //! The packet-rate results as JSON, Markdown and an SVG plot of the rate
-//! against the number of flows.
+//! against the number of flows. A device's rate at a point is the median
+//! over rounds; a balancer mode's ratio to the baseline is the median of
+//! the per-round ratios, each of a balancer and a baseline measurement of
+//! the same round ([`stats`](super::stats)).
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Point, Run, dut::Kind, frame::Protocol};
+use super::{Point, Run, dut::Kind, frame::Protocol, stats};
 
 /// The balancer should reach this share of the MAC-swap baseline.
 pub const TARGET_RATIO: f64 = 0.9;
@@ -32,42 +35,100 @@ fn flows(run: &Run) -> Vec<u32> {
     out
 }
 
-/// Rate of `balancer` over the baseline's, per (protocol, flows).
-fn ratios(run: &Run, balancer: Kind) -> Vec<(Protocol, u32, f64)> {
+/// A balancer mode against the baseline at one (protocol, flows).
+#[derive(Clone, Debug, PartialEq)]
+struct Ratio {
+    protocol: Protocol,
+    flows: u32,
+    /// The median of `rounds`.
+    median: f64,
+    /// `(round, balancer pps / baseline pps of that round)`, for every
+    /// round that measured both.
+    rounds: Vec<(usize, f64)>,
+}
+
+impl Ratio {
+    /// The lowest and the highest per-round ratio.
+    fn range(&self) -> (f64, f64) {
+        self.rounds
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, r)| {
+                (lo.min(r), hi.max(r))
+            })
+    }
+}
+
+/// `balancer` against the baseline, per (protocol, flows) where both
+/// were measured in at least one common round.
+fn ratios(run: &Run, balancer: Kind) -> Vec<Ratio> {
     let mut out = Vec::new();
     for protocol in protocols(run) {
         for flows in flows(run) {
-            if let Some(ratio) = ratio(run, balancer, protocol, flows) {
-                out.push((protocol, flows, ratio));
-            }
+            out.extend(ratio(run, balancer, protocol, flows));
         }
     }
     out
 }
 
-fn ratio(run: &Run, balancer: Kind, protocol: Protocol, flows: u32) -> Option<f64> {
+fn ratio(run: &Run, balancer: Kind, protocol: Protocol, flows: u32) -> Option<Ratio> {
     let b = find(run, balancer, protocol, flows)?;
     let m = find(run, Kind::MacSwap, protocol, flows)?;
-    Some(b.pps / m.pps)
+    let rounds = stats::paired_ratios(&b.pps_by_round(), &m.pps_by_round());
+    let median = stats::median(&rounds.iter().map(|&(_, r)| r).collect::<Vec<_>>())?;
+    Some(Ratio {
+        protocol,
+        flows,
+        median,
+        rounds,
+    })
 }
 
-/// The lowest of `balancer`'s ratios, if it was measured.
+/// The lowest of `balancer`'s median ratios, if it was measured.
 fn worst(run: &Run, balancer: Kind) -> Option<f64> {
     ratios(run, balancer)
         .iter()
-        .map(|(_, _, r)| *r)
+        .map(|r| r.median)
         .reduce(f64::min)
 }
 
+/// Whether `balancer` ran right before or after the baseline in every
+/// round (neighbours in the order of turns, which odd rounds reverse).
+fn back_to_back(run: &Run, balancer: Kind) -> bool {
+    let at = |kind| run.devices.iter().position(|&k| k == kind);
+    matches!((at(balancer), at(Kind::MacSwap)), (Some(b), Some(m)) if b.abs_diff(m) == 1)
+}
+
+/// `count` and `noun`, plural unless one.
+fn counted(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
+/// The name of `kind` in the text and the table's head.
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Balancer => "balancer (tunnel)",
+        Kind::BalancerDsr => "balancer (dsr)",
+        Kind::MacSwap => "XDP MAC swap",
+        Kind::Nftables => "nftables DNAT",
+    }
+}
+
 pub fn json(run: &Run) -> Value {
+    // Per round, from 0: null where that round has no value.
+    let by_round = |value: &dyn Fn(usize) -> Option<f64>| -> Vec<Option<f64>> {
+        (0..run.rounds).map(value).collect()
+    };
     let vs_baseline = |balancer| {
         ratios(run, balancer)
             .iter()
-            .map(|(protocol, flows, ratio)| {
+            .map(|ratio| {
                 json!({
-                    "protocol": protocol.name(),
-                    "flows": flows,
-                    "ratio": ratio,
+                    "protocol": ratio.protocol.name(),
+                    "flows": ratio.flows,
+                    "ratio": ratio.median,
+                    "round_ratios": by_round(&|round| {
+                        ratio.rounds.iter().find(|(r, _)| *r == round).map(|&(_, v)| v)
+                    }),
                 })
             })
             .collect::<Vec<_>>()
@@ -80,23 +141,33 @@ pub fn json(run: &Run) -> Value {
         "warmup_seconds": run.warmup.as_secs_f64(),
         "measure_seconds": run.measure.as_secs_f64(),
         "rounds": run.rounds,
+        "statistics": {
+            "mpps": "median over rounds",
+            "offered_mpps": "median over rounds",
+            "seconds": "median over rounds",
+            "expected_share": "lowest over rounds",
+            "ratio": "median over rounds of balancer pps / baseline pps of the same round",
+        },
         "devices": Kind::ALL.iter().map(|k| json!({
             "name": k.name(),
             "description": k.description(),
         })).collect::<Vec<_>>(),
+        "turns": run.devices.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "points": run.points.iter().map(|p| json!({
             "device": p.dut.name(),
             "protocol": p.protocol.name(),
             "flows": p.flows,
-            "mpps": p.pps / 1e6,
-            "offered_mpps": p.offered_pps / 1e6,
-            "expected_share": p.expected_share,
-            "seconds": p.seconds,
+            "mpps": p.pps().map(|pps| pps / 1e6),
+            "rounds_mpps": by_round(&|round| p.round(round).map(|m| m.pps / 1e6)),
+            "offered_mpps": p.offered_pps().map(|pps| pps / 1e6),
+            "expected_share": p.rounds.iter().map(|m| m.expected_share).reduce(f64::min),
+            "seconds": stats::median(&p.rounds.iter().map(|m| m.seconds).collect::<Vec<_>>()),
         })).collect::<Vec<_>>(),
         "balancer_vs_baseline": vs_baseline(Kind::Balancer),
         "balancer_dsr_vs_baseline": vs_baseline(Kind::BalancerDsr),
         "target": {
             "ratio": TARGET_RATIO,
+            "statistic": "lowest median ratio over the points",
             "met": met(Kind::Balancer),
             "met_dsr": met(Kind::BalancerDsr),
         },
@@ -108,20 +179,56 @@ pub fn json(run: &Run) -> Value {
 
 pub fn markdown(run: &Run) -> String {
     let mut out = String::from("## Packet rate, end to end (network namespaces)\n\n");
-    let _ = writeln!(
+    let rounds = counted(run.rounds, "round");
+    let order = run
+        .devices
+        .iter()
+        .map(|&k| label(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reversed = if run.rounds > 1 && run.devices.len() > 1 {
+        ", reversed in every other round"
+    } else {
+        ""
+    };
+    let _ = write!(
         out,
         "{}-byte frames from an XDP generator (BPF_PROG_RUN live frames, one thread per \
          CPU) through a veth into the device under test, forwarded back to an XDP sink; \
-         {} CPUs shared by generator, device and sink; kernel {}. Each point: {:.1} s \
-         after {:.1} s of warm-up, the devices taking turns, best of {} round(s). Mpps \
-         received by the sink. Compare only figures of one run: the machine is shared.\n",
+         {} CPUs shared by generator, device and sink; kernel {}. Each point is measured \
+         in {rounds}. In each round the devices run one after the other, each for {:.1} s \
+         after {:.1} s of warm-up, in the order {order}{reversed}. Mpps: frames per second \
+         received by the sink, the median of the {rounds}.",
         lb_common::bench::FRAME_LEN,
         run.cpus,
         run.kernel,
         run.measure.as_secs_f64(),
         run.warmup.as_secs_f64(),
-        run.rounds
     );
+    let compared: Vec<Kind> = Kind::BALANCERS
+        .into_iter()
+        .filter(|&k| !ratios(run, k).is_empty())
+        .collect();
+    if !compared.is_empty() {
+        let adjacent = if compared.iter().all(|&k| back_to_back(run, k)) {
+            ", the two measured back to back"
+        } else {
+            ""
+        };
+        let spread = if run.rounds > 1 {
+            "; in brackets the lowest and the highest of them"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            " Balancer / baseline: in each round, the balancer's rate divided by the XDP \
+             MAC swap's rate of the same round{adjacent}; the figure is the median of these \
+             per-round ratios{spread}. It is not the quotient of the two Mpps columns, \
+             whose medians may come from different rounds."
+        );
+    }
+    out.push_str(" Compare only figures of one run: the machine is shared.\n\n");
     for protocol in protocols(run) {
         let _ = writeln!(
             out,
@@ -133,11 +240,23 @@ pub fn markdown(run: &Run) -> String {
         for flows in flows(run) {
             let cell = |kind| {
                 find(run, kind, protocol, flows)
-                    .map_or("–".to_owned(), |p| format!("{:.2}", p.pps / 1e6))
+                    .and_then(Point::pps)
+                    .map_or("–".to_owned(), |pps| format!("{:.2}", pps / 1e6))
             };
             let share = |kind| {
-                ratio(run, kind, protocol, flows)
-                    .map_or("–".to_owned(), |r| format!("{:.0}%", 100.0 * r))
+                ratio(run, kind, protocol, flows).map_or("–".to_owned(), |r| {
+                    let (lo, hi) = r.range();
+                    if r.rounds.len() > 1 {
+                        format!(
+                            "{:.0}% ({:.0}–{:.0}%)",
+                            100.0 * r.median,
+                            100.0 * lo,
+                            100.0 * hi
+                        )
+                    } else {
+                        format!("{:.0}%", 100.0 * r.median)
+                    }
+                })
             };
             let _ = writeln!(
                 out,
@@ -170,7 +289,8 @@ pub fn markdown(run: &Run) -> String {
     if !verdicts.is_empty() {
         let _ = writeln!(
             out,
-            "Target: balancer ≥ {:.0}% of the baseline at every point: {}.\n",
+            "Target: the median ratio of the balancer to the baseline ≥ {:.0}% at every \
+             point: {}.\n",
             100.0 * TARGET_RATIO,
             verdicts.join("; ")
         );
@@ -198,7 +318,12 @@ pub fn svg(run: &Run) -> String {
         .map(|f| f64::from(*f).log2())
         .fold(1.0, f64::max);
     let x = |f: u32| left + plot_w * f64::from(f).log2() / max_log;
-    let peak = run.points.iter().map(|p| p.pps / 1e6).fold(1.0, f64::max);
+    let peak = run
+        .points
+        .iter()
+        .filter_map(Point::pps)
+        .map(|pps| pps / 1e6)
+        .fold(1.0, f64::max);
     let step = nice_step(peak / 5.0);
     let y_max = (peak / step).ceil() * step;
     let y = |mpps: f64| top + plot_h * (1.0 - mpps / y_max);
@@ -249,8 +374,9 @@ pub fn svg(run: &Run) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">Mpps at the sink</text>"#,
-        top + plot_h / 2.0
+        r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">Mpps at the sink (median of {})</text>"#,
+        top + plot_h / 2.0,
+        counted(run.rounds, "round")
     );
     let mut legend_y = top + 10.0;
     for protocol in protocols(run) {
@@ -260,30 +386,32 @@ pub fn svg(run: &Run) -> String {
             ""
         };
         for (kind, color) in COLORS {
-            let mut line: Vec<&Point> = run
+            // (flows, median Mpps)
+            let mut line: Vec<(u32, f64)> = run
                 .points
                 .iter()
                 .filter(|p| p.dut == kind && p.protocol == protocol)
+                .filter_map(|p| Some((p.flows, p.pps()? / 1e6)))
                 .collect();
             if line.is_empty() {
                 continue;
             }
-            line.sort_by_key(|p| p.flows);
+            line.sort_by_key(|&(flows, _)| flows);
             let path = line
                 .iter()
-                .map(|p| format!("{:.1},{:.1}", x(p.flows), y(p.pps / 1e6)))
+                .map(|&(flows, mpps)| format!("{:.1},{:.1}", x(flows), y(mpps)))
                 .collect::<Vec<_>>()
                 .join(" ");
             let _ = writeln!(
                 s,
                 r#"<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#
             );
-            for p in &line {
+            for &(flows, mpps) in &line {
                 let _ = writeln!(
                     s,
                     r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                    x(p.flows),
-                    y(p.pps / 1e6)
+                    x(flows),
+                    y(mpps)
                 );
             }
             let lx = left + plot_w + 15.0;
@@ -318,60 +446,214 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::rate::{Measurement, TURNS, record};
 
-    #[test]
-    fn reports_ratios_and_draws_every_series() {
+    /// A UDP run at 1 and 65,536 flows: per device its Mpps in each
+    /// round, `None` where the round did not measure it.
+    fn run_of(devices: &[Kind], series: &[(Kind, &[Option<f64>])]) -> Run {
+        let rounds = series.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
         let mut points = Vec::new();
-        for (dut, mpps) in [
-            (Kind::Balancer, 9.5),
-            (Kind::BalancerDsr, 8.5),
-            (Kind::MacSwap, 10.0),
-            (Kind::Nftables, 2.0),
-        ] {
+        for round in 0..rounds {
             for flows in [1, 65_536] {
-                points.push(Point {
-                    dut,
-                    protocol: Protocol::Udp,
-                    flows,
-                    pps: mpps * 1e6,
-                    offered_pps: mpps * 1e6,
-                    expected_share: 1.0,
-                    seconds: 1.0,
-                });
+                for &(dut, mpps) in series {
+                    if let Some(Some(mpps)) = mpps.get(round) {
+                        let measurement = Measurement {
+                            round,
+                            pps: mpps * 1e6,
+                            offered_pps: 30e6,
+                            expected_share: 1.0 - 0.001 * round as f64,
+                            seconds: 1.0,
+                        };
+                        record(&mut points, dut, Protocol::Udp, flows, measurement);
+                    }
+                }
             }
         }
-        let run = Run {
+        Run {
             cpus: 2,
             points,
             kernel: "6.18".into(),
             verified: vec![],
+            devices: devices.to_vec(),
             warmup: Duration::from_millis(300),
             measure: Duration::from_secs(1),
-            rounds: 1,
-        };
+            rounds,
+        }
+    }
+
+    fn close(value: &Value, expected: f64) -> bool {
+        value.as_f64().is_some_and(|v| (v - expected).abs() < 1e-9)
+    }
+
+    #[test]
+    fn the_ratio_is_the_median_of_paired_ratios_not_the_ratio_of_medians() {
+        // The balancer hit a slow moment in round 2, the dsr mode a fast
+        // one in round 1: the ratios of the medians (0.80 and 0.90) would
+        // call the tunnel mode failed and the dsr mode passed.
+        let run = run_of(
+            &TURNS,
+            &[
+                (Kind::Balancer, &[Some(7.6), Some(18.4), Some(11.2)]),
+                (Kind::BalancerDsr, &[Some(6.8), Some(17.0), Some(12.6)]),
+                (Kind::MacSwap, &[Some(8.0), Some(20.0), Some(14.0)]),
+                (Kind::Nftables, &[Some(2.0), Some(2.2), Some(1.8)]),
+            ],
+        );
         let json = json(&run);
         assert_eq!(json["target"]["met"], true);
         assert_eq!(json["target"]["met_dsr"], false);
-        assert!((json["balancer_vs_baseline"][0]["ratio"].as_f64().unwrap() - 0.95).abs() < 1e-9);
-        assert!(
-            (json["balancer_dsr_vs_baseline"][1]["ratio"]
-                .as_f64()
-                .unwrap()
-                - 0.85)
-                .abs()
-                < 1e-9
-        );
+        let tunnel = &json["balancer_vs_baseline"][1];
+        assert_eq!(tunnel["flows"], 65_536);
+        assert!(close(&tunnel["ratio"], 0.92), "{tunnel}");
+        let per_round = tunnel["round_ratios"].as_array().unwrap();
+        assert_eq!(per_round.len(), 3);
+        for (value, expected) in per_round.iter().zip([0.95, 0.92, 0.8]) {
+            assert!(close(value, expected), "{tunnel}");
+        }
+        assert!(close(&json["balancer_dsr_vs_baseline"][0]["ratio"], 0.85));
+        let balancer = &json["points"][0];
+        assert_eq!(balancer["device"], "balancer");
+        assert!(close(&balancer["mpps"], 11.2), "{balancer}");
+        let rounds_mpps = balancer["rounds_mpps"].as_array().unwrap();
+        for (value, expected) in rounds_mpps.iter().zip([7.6, 18.4, 11.2]) {
+            assert!(close(value, expected), "{balancer}");
+        }
+        assert!(close(&balancer["expected_share"], 0.998));
+
         let md = markdown(&run);
         assert!(
-            md.contains("| 65536 | 9.50 | 8.50 | 10.00 | 2.00 | 95% | 85% |"),
+            md.contains("| 65536 | 11.20 | 12.60 | 14.00 | 2.00 | 92% (80–95%) | 85% (85–90%) |"),
+            "{md}"
+        );
+        assert!(md.contains("Each point is measured in 3 rounds."), "{md}");
+        assert!(
+            md.contains(
+                "in the order balancer (tunnel), XDP MAC swap, balancer (dsr), nftables DNAT, \
+                 reversed in every other round. Mpps: frames per second received by the sink, \
+                 the median of the 3 rounds."
+            ),
             "{md}"
         );
         assert!(
-            md.contains("tunnel mode **met** (lowest 95%); dsr mode **not met** (lowest 85%)"),
+            md.contains(
+                "of the same round, the two measured back to back; the figure is the median"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("tunnel mode **met** (lowest 92%); dsr mode **not met** (lowest 85%)"),
             "{md}"
         );
         let svg = svg(&run);
         assert_eq!(svg.matches("<polyline").count(), 4);
+        assert!(svg.contains("median of 3 rounds"));
         assert!(svg.ends_with("</svg>\n"));
+    }
+
+    #[test]
+    fn of_an_even_count_of_rounds_the_middle_two_are_averaged() {
+        let run = run_of(
+            // The tunnel mode not next to the baseline.
+            &Kind::ALL,
+            &[
+                (
+                    Kind::Balancer,
+                    &[Some(9.0), Some(8.0), Some(9.6), Some(7.0)],
+                ),
+                (
+                    Kind::MacSwap,
+                    &[Some(10.0), Some(10.0), Some(10.0), Some(10.0)],
+                ),
+            ],
+        );
+        let json = json(&run);
+        // Ratios 0.9, 0.8, 0.96, 0.7: median (0.8 + 0.9) / 2.
+        assert!(close(&json["balancer_vs_baseline"][0]["ratio"], 0.85));
+        assert!(close(&json["points"][0]["mpps"], 8.5));
+        assert_eq!(json["target"]["met"], false);
+        assert_eq!(json["target"]["met_dsr"], Value::Null);
+        assert_eq!(json["balancer_dsr_vs_baseline"], json!([]));
+        let md = markdown(&run);
+        assert!(
+            md.contains("| 1 | 8.50 | – | 10.00 | – | 85% (70–96%) | – |"),
+            "{md}"
+        );
+        assert!(!md.contains("back to back"), "{md}");
+        assert!(md.contains("tunnel mode **not met** (lowest 85%)."), "{md}");
+        assert!(!md.contains("dsr mode"), "{md}");
+    }
+
+    #[test]
+    fn a_round_without_the_baseline_gives_no_ratio_for_that_round() {
+        let run = run_of(
+            &TURNS,
+            &[
+                (Kind::Balancer, &[Some(9.0), Some(5.0), Some(9.6)]),
+                (Kind::MacSwap, &[Some(10.0), None, Some(10.0)]),
+            ],
+        );
+        let json = json(&run);
+        let tunnel = &json["balancer_vs_baseline"][0];
+        // Round 1 would have given 0.5 and made the median 0.9.
+        assert!(close(&tunnel["ratio"], 0.93), "{tunnel}");
+        let per_round = tunnel["round_ratios"].as_array().unwrap();
+        assert!(close(&per_round[0], 0.9) && close(&per_round[2], 0.96));
+        assert_eq!(per_round[1], Value::Null);
+        let baseline = json["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["device"] == "xdp-macswap")
+            .unwrap();
+        assert_eq!(baseline["rounds_mpps"], json!([10.0, null, 10.0]));
+        assert_eq!(json["target"]["met"], true);
+        let md = markdown(&run);
+        assert!(
+            md.contains("| 1 | 9.00 | – | 10.00 | – | 93% (90–96%) | – |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn without_the_baseline_no_ratio_and_no_verdict() {
+        let devices = [Kind::Balancer, Kind::Nftables];
+        let run = run_of(
+            &devices,
+            &[
+                (Kind::Balancer, &[Some(9.0), Some(8.0), Some(9.5)]),
+                (Kind::Nftables, &[Some(2.0), Some(2.0), Some(2.0)]),
+            ],
+        );
+        let json = json(&run);
+        assert_eq!(json["balancer_vs_baseline"], json!([]));
+        assert_eq!(json["target"]["met"], Value::Null);
+        assert_eq!(json["turns"], json!(["balancer", "nftables-dnat"]));
+        let md = markdown(&run);
+        assert!(
+            md.contains("| 65536 | 9.00 | – | – | 2.00 | – | – |"),
+            "{md}"
+        );
+        assert!(!md.contains("Balancer / baseline"), "{md}");
+        assert!(!md.contains("Target:"), "{md}");
+        assert_eq!(svg(&run).matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn one_round_states_no_range_and_no_reversal() {
+        let run = run_of(
+            &TURNS,
+            &[
+                (Kind::Balancer, &[Some(9.5)]),
+                (Kind::MacSwap, &[Some(10.0)]),
+            ],
+        );
+        let md = markdown(&run);
+        assert!(
+            md.contains("| 1 | 9.50 | – | 10.00 | – | 95% | – |"),
+            "{md}"
+        );
+        assert!(md.contains("Each point is measured in 1 round."), "{md}");
+        assert!(!md.contains("reversed"), "{md}");
+        assert!(!md.contains("in brackets"), "{md}");
     }
 }
