@@ -220,13 +220,28 @@ pub struct Stats {
     pub counters: [Counter; stats::COUNT as usize],
 }
 
-/// Per-VIP counters: packets and bytes forwarded, and flows created.
+/// Traffic forwarded: packets, bytes and the flows it started (a new flow,
+/// or one moved to a new backend). Per CPU in `BACKEND_STATS`, the one
+/// counter a forwarded packet updates, and in `VIP_STATS`, which the
+/// daemon alone writes: the traffic of the backends that left the virtual
+/// server. A virtual server's traffic is that plus its backends'.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VipCounter {
+pub struct Traffic {
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
+}
+
+impl Traffic {
+    /// The sum of both.
+    pub const fn plus(self, other: Self) -> Self {
+        Self {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+            flows: self.flows + other.flows,
+        }
+    }
 }
 
 const _: () = {
@@ -236,7 +251,7 @@ const _: () = {
     assert!(core::mem::size_of::<Backend>() == 48);
     assert!(core::mem::size_of::<Counter>() == 16);
     assert!(core::mem::size_of::<RingBlock>() == 64);
-    assert!(core::mem::size_of::<VipCounter>() == 24);
+    assert!(core::mem::size_of::<Traffic>() == 24);
     assert!(core::mem::size_of::<Stats>() == 16 * stats::COUNT as usize);
 };
 
@@ -250,7 +265,7 @@ mod pod {
     unsafe impl aya::Pod for VipMeta {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for VipCounter {}
+    unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for Stats {}
     unsafe impl aya::Pod for RingBlock {}
     unsafe impl aya::Pod for flow_table::Set4 {}

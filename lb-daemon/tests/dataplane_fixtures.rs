@@ -6,7 +6,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, Ipv4Header, Ipv4Options};
-use lb_common::{flow_table, proto, ring_slot, stats};
+use lb_common::{Traffic, flow_table, proto, ring_slot, stats};
 use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec,
     programmer::VipId,
@@ -386,6 +386,82 @@ fn flow_keeps_its_backend_until_the_backend_goes() {
     );
 }
 
+/// A forwarded packet counts only against its backend; the virtual
+/// server's traffic is its backends' plus what backends that left it had,
+/// so removing a backend loses nothing, and its id starts from zero when
+/// given out again.
+#[test]
+fn traffic_of_a_removed_backend_stays_with_its_virtual_server() {
+    let mut s = setup();
+    let run =
+        |s: &Setup, frame: &[u8]| test_run::run(s.balancer.program().unwrap(), frame).unwrap();
+    let sport = s.web4_port_to(v4(11));
+    let syn = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, true);
+    let data = packets::tcp(CLIENT_V4.into(), sport, VIP4.into(), 80, false);
+    for frame in [&syn, &data, &data] {
+        assert_eq!(run(&s, frame).action, action::TX);
+    }
+    let id = s
+        .balancer
+        .programmer()
+        .backend_id(&s.web4.id, &v4(11))
+        .unwrap();
+    let bytes = (syn.len() + 2 * data.len()) as u64;
+    let want = Traffic {
+        packets: 3,
+        bytes,
+        flows: 1,
+    };
+    assert_eq!(s.balancer.maps().backend_traffic(id).unwrap(), want);
+    let counters = s.balancer.maps().counters().unwrap();
+    let index = s.balancer.programmer().vip_index(&s.web4.id).unwrap() as usize;
+    assert_eq!(
+        counters.vips[index],
+        Traffic::default(),
+        "nothing retired yet"
+    );
+    assert_eq!(
+        s.balancer.programmer().vip_traffic(&s.web4.id, &counters),
+        want
+    );
+
+    // .11 leaves: its flow moves, its traffic stays with web4.
+    s.balancer
+        .programmer_mut()
+        .set(s.web4, &[backend(v4(12)), backend(v4(13))])
+        .unwrap();
+    assert_eq!(
+        s.balancer.maps().backend_traffic(id).unwrap(),
+        Traffic::default()
+    );
+    let counters = s.balancer.maps().counters().unwrap();
+    assert_eq!(
+        counters.vips[index], want,
+        "retired into web4's own counter"
+    );
+    assert_eq!(
+        s.balancer.programmer().vip_traffic(&s.web4.id, &counters),
+        want
+    );
+    assert_eq!(run(&s, &data).action, action::TX);
+    let counters = s.balancer.maps().counters().unwrap();
+    let total = s.balancer.programmer().vip_traffic(&s.web4.id, &counters);
+    assert_eq!(
+        (total.packets, total.flows),
+        (4, 2),
+        "the moved flow counts as a new flow of another backend"
+    );
+
+    // The virtual server goes: its own counter is cleared with it.
+    s.balancer.programmer_mut().remove(&s.web4.id).unwrap();
+    let counters = s.balancer.maps().counters().unwrap();
+    assert_eq!(counters.vips[index], Traffic::default());
+    assert!(
+        counters.backends.iter().all(|b| *b == Traffic::default()),
+        "web4's backends were the only ones with traffic, and are cleared"
+    );
+}
+
 #[test]
 fn retransmitted_syn_keeps_its_backend() {
     let mut s = setup();
@@ -509,7 +585,7 @@ fn concurrent_writers_never_pair_a_flow_with_another_flows_backend() {
         .collect();
     let before: Vec<u64> = ids
         .iter()
-        .map(|id| s.balancer.maps().backend_counter(*id).unwrap().packets)
+        .map(|id| s.balancer.maps().backend_traffic(*id).unwrap().packets)
         .collect();
     let rehash_before = s.balancer.maps().stat(stats::FLOW_REHASH).unwrap().packets;
     let program = s.balancer.program().unwrap();
@@ -539,7 +615,7 @@ fn concurrent_writers_never_pair_a_flow_with_another_flows_backend() {
     for (i, id) in ids.iter().enumerate() {
         let flows_here = flows.iter().filter(|(_, b)| b.address == backends[i]);
         let want = flows_here.count() as u64 * runs_per_flow;
-        let got = s.balancer.maps().backend_counter(*id).unwrap().packets - before[i];
+        let got = s.balancer.maps().backend_traffic(*id).unwrap().packets - before[i];
         assert_eq!(got, want, "runs that reached {}", backends[i]);
     }
     assert_eq!(

@@ -114,9 +114,12 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
         Forwarding::Tunnel => stats::TX_TUNNEL,
         Forwarding::Dsr => stats::TX_DSR,
     };
-    let index = balancer.programmer().vip_index(&spec.id).unwrap() as usize;
-    let vip_packets = after.vips[index].packets - before.vips[index].packets;
-    let vip_flows = after.vips[index].flows - before.vips[index].flows;
+    let (vip_before, vip_after) = (
+        balancer.programmer().vip_traffic(&spec.id, &before),
+        balancer.programmer().vip_traffic(&spec.id, &after),
+    );
+    let vip_packets = vip_after.packets - vip_before.packets;
+    let vip_flows = vip_after.flows - vip_before.flows;
     let backend_packets: u64 = (0..after.backends.len())
         .map(|i| after.backends[i].packets - before.backends[i].packets)
         .sum();

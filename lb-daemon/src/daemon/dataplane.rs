@@ -142,7 +142,7 @@ impl Dataplane {
         };
         let counter = match counters {
             Some(counters) => counters.backends.get(backend as usize).copied(),
-            None => self.balancer.maps().backend_counter(backend).ok(),
+            None => self.balancer.maps().backend_traffic(backend).ok(),
         };
         counter.map_or((0, 0), |c| (c.packets, c.bytes))
     }

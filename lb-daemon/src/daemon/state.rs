@@ -428,13 +428,7 @@ fn status_of(inner: &Inner) -> Status {
             let id = vip_id(vs);
             let (packets, bytes, flows, backends) = match (&inner.dataplane, &counters) {
                 (Some(dataplane), Some(counters)) => {
-                    let vip = dataplane
-                        .balancer()
-                        .programmer()
-                        .vip_index(&id)
-                        .and_then(|i| counters.vips.get(i as usize))
-                        .copied()
-                        .unwrap_or_default();
+                    let vip = dataplane.balancer().programmer().vip_traffic(&id, counters);
                     let backends = inner.backends.status(vs, |address| {
                         dataplane.backend_counter(Some(counters), &id, address)
                     });

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
-use lb_common::{Backend, Counter, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta, names, stats};
+use lb_common::{Backend, Counter, Stats, Traffic, Vip4Key, Vip6Key, VipMeta, names, stats};
 
 use super::{Error, Result, map_err, rings::Rings};
 
@@ -26,6 +26,14 @@ pub trait MapWriter {
     fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize>;
     /// Sets the `VIP_FILTER` flags of one slot.
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()>;
+    /// Moves the traffic counted for backend `id`, which left the virtual
+    /// server of index `vip_index`, into that virtual server's own
+    /// counter, and zeroes the backend's: the virtual server's total stays
+    /// whole, and the id starts from zero when it is given out again.
+    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()>;
+    /// Zeroes the own counter of virtual server index `vip_index` (the
+    /// virtual server is gone; its index starts from zero when reused).
+    fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()>;
 }
 
 /// What the maps hold: the VIP entries and the backend slots in use.
@@ -42,18 +50,28 @@ pub struct Contents {
 pub struct Counters {
     /// Indexed by `lb_common::stats`.
     pub stats: Vec<Counter>,
-    /// Indexed by VIP index.
-    pub vips: Vec<VipCounter>,
+    /// The traffic of backends that left each virtual server, by VIP
+    /// index (`VIP_STATS`; see [`super::Programmer::vip_traffic`] for a
+    /// virtual server's whole traffic).
+    pub vips: Vec<Traffic>,
     /// Indexed by backend id.
-    pub backends: Vec<Counter>,
+    pub backends: Vec<Traffic>,
 }
 
-/// A per-CPU counter summed over CPUs.
-fn sum_counter(values: &aya::maps::PerCpuValues<Counter>) -> Counter {
-    values.iter().fold(Counter::default(), |a, c| Counter {
-        packets: a.packets + c.packets,
-        bytes: a.bytes + c.bytes,
-    })
+/// A per-CPU traffic counter summed over CPUs.
+fn sum_traffic(values: &aya::maps::PerCpuValues<Traffic>) -> Traffic {
+    values.iter().fold(Traffic::default(), |a, c| a.plus(*c))
+}
+
+/// Per-CPU values, one per possible CPU: `first` for the first CPU, zero
+/// for the others.
+fn on_first_cpu(first: Traffic) -> Result<aya::maps::PerCpuValues<Traffic>> {
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(path, error)| Error::Invalid(format!("reading {path}: {error}")))?;
+    let mut values = vec![Traffic::default(); cpus];
+    values[0] = first;
+    aya::maps::PerCpuValues::try_from(values)
+        .map_err(|error| Error::Invalid(format!("per-CPU values: {error}")))
 }
 
 /// The balancer's maps in the kernel.
@@ -64,8 +82,8 @@ pub struct BpfMaps {
     rings: Rings,
     vip_filter: Array<MapData, u32>,
     stats: PerCpuArray<MapData, Stats>,
-    vip_stats: PerCpuArray<MapData, VipCounter>,
-    backend_stats: PerCpuArray<MapData, Counter>,
+    vip_stats: PerCpuArray<MapData, Traffic>,
+    backend_stats: PerCpuArray<MapData, Traffic>,
 }
 
 impl BpfMaps {
@@ -98,33 +116,31 @@ impl BpfMaps {
             ..Counters::default()
         };
         for index in 0..self.vip_stats.len() {
-            let values = self
-                .vip_stats
-                .get(&index, 0)
-                .map_err(map_err(names::VIP_STATS))?;
-            out.vips.push(
-                values
-                    .iter()
-                    .fold(VipCounter::default(), |a, c| VipCounter {
-                        packets: a.packets + c.packets,
-                        bytes: a.bytes + c.bytes,
-                        flows: a.flows + c.flows,
-                    }),
-            );
+            out.vips.push(self.vip_traffic(index)?);
         }
         for id in 0..self.backend_stats.len() {
-            out.backends.push(self.backend_counter(id)?);
+            out.backends.push(self.backend_traffic(id)?);
         }
         Ok(out)
     }
 
-    /// The counter of backend `id`, summed over CPUs.
-    pub fn backend_counter(&self, id: u32) -> Result<Counter> {
+    /// The traffic of backend `id`, summed over CPUs.
+    pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
         let values = self
             .backend_stats
             .get(&id, 0)
             .map_err(map_err(names::BACKEND_STATS))?;
-        Ok(sum_counter(&values))
+        Ok(sum_traffic(&values))
+    }
+
+    /// The own counter of VIP index `index` (`VIP_STATS`), summed over
+    /// CPUs.
+    fn vip_traffic(&self, index: u32) -> Result<Traffic> {
+        let values = self
+            .vip_stats
+            .get(&index, 0)
+            .map_err(map_err(names::VIP_STATS))?;
+        Ok(sum_traffic(&values))
     }
 
     /// The verdict and event counters (indexed by `lb_common::stats`),
@@ -223,6 +239,29 @@ impl MapWriter for BpfMaps {
             .set(slot, flags, 0)
             .map_err(map_err(names::VIP_FILTER))
     }
+
+    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()> {
+        let retired = self.backend_traffic(id)?;
+        if retired == Traffic::default() {
+            return Ok(());
+        }
+        let total = self.vip_traffic(vip_index)?.plus(retired);
+        self.vip_stats
+            .set(vip_index, on_first_cpu(total)?, 0)
+            .map_err(map_err(names::VIP_STATS))?;
+        self.backend_stats
+            .set(id, on_first_cpu(Traffic::default())?, 0)
+            .map_err(map_err(names::BACKEND_STATS))
+    }
+
+    fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()> {
+        if self.vip_traffic(vip_index)? == Traffic::default() {
+            return Ok(());
+        }
+        self.vip_stats
+            .set(vip_index, on_first_cpu(Traffic::default())?, 0)
+            .map_err(map_err(names::VIP_STATS))
+    }
 }
 
 /// The maps as plain collections, for tests of the programming logic.
@@ -236,6 +275,11 @@ pub struct MemoryMaps {
     pub ring_writes: usize,
     /// `VIP_FILTER` slots written (slots never written hold 0).
     pub filter: HashMap<u32, u32>,
+    /// `BACKEND_STATS` by backend id (absent: zero); tests count traffic
+    /// into it as the program would.
+    pub backend_traffic: HashMap<u32, Traffic>,
+    /// `VIP_STATS` by VIP index (absent: zero).
+    pub vip_traffic: HashMap<u32, Traffic>,
 }
 
 impl MemoryMaps {
@@ -289,6 +333,18 @@ impl MapWriter for MemoryMaps {
 
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()> {
         self.filter.insert(slot, flags);
+        Ok(())
+    }
+
+    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()> {
+        let retired = self.backend_traffic.remove(&id).unwrap_or_default();
+        let total = self.vip_traffic.entry(vip_index).or_default();
+        *total = total.plus(retired);
+        Ok(())
+    }
+
+    fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()> {
+        self.vip_traffic.remove(&vip_index);
         Ok(())
     }
 }

@@ -16,14 +16,14 @@ use std::{
 
 use lb_common::{
     BACKEND_FLAG_DRAINED, BACKEND_FLAG_DSR, BACKEND_FLAG_UP, Backend, FAMILY_V4, FAMILY_V6,
-    VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key,
-    Vip6Key, VipMeta, vip_filter_slot_v4, vip_filter_slot_v6,
+    Traffic, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_FLAG_DSR, VIP_KIND_FRAGMENT, VIP_KIND_PORT,
+    Vip4Key, Vip6Key, VipMeta, vip_filter_slot_v4, vip_filter_slot_v6,
 };
 
 use super::{
     Error, Result,
     builds::Builds,
-    maps::{Contents, MapWriter, VipKey},
+    maps::{Contents, Counters, MapWriter, VipKey},
 };
 use crate::maglev;
 
@@ -370,6 +370,7 @@ impl<M: MapWriter> Programmer<M> {
         vip.active = next;
         for id in staged.removed {
             maps.set_backend(id, Backend::default())?;
+            maps.retire_backend_traffic(id, vip.index)?;
             free_backend_ids.push_back(id);
         }
         self.update_fragment_entry(staged.id.address, staged.id.protocol)
@@ -385,8 +386,10 @@ impl<M: MapWriter> Programmer<M> {
         self.update_filter(id.address)?;
         for (backend_id, _) in &vip.backends {
             self.maps.set_backend(*backend_id, Backend::default())?;
+            self.maps.retire_backend_traffic(*backend_id, vip.index)?;
             self.free_backend_ids.push_back(*backend_id);
         }
+        self.maps.clear_vip_traffic(vip.index)?;
         self.free_vip_indices.push_back(vip.index);
         Ok(())
     }
@@ -394,6 +397,19 @@ impl<M: MapWriter> Programmer<M> {
     /// The virtual servers currently programmed.
     pub fn vips(&self) -> impl Iterator<Item = &VipId> {
         self.vips.keys()
+    }
+
+    /// The whole traffic of virtual server `id` in `counters`: that of its
+    /// backends and of the backends that left it.
+    pub fn vip_traffic(&self, id: &VipId, counters: &Counters) -> Traffic {
+        let Some(vip) = self.vips.get(id) else {
+            return Traffic::default();
+        };
+        let own = counters.vips.get(vip.index as usize).copied();
+        vip.backends
+            .iter()
+            .filter_map(|(backend, _)| counters.backends.get(*backend as usize).copied())
+            .fold(own.unwrap_or_default(), Traffic::plus)
     }
 
     /// The VIP's index (into `VIP_STATS`).
@@ -735,6 +751,63 @@ mod tests {
         p.set(spec, &[backend(11, 100)]).unwrap();
         assert_eq!(p.maps().backends[&gone].flags, 0);
         assert!(!kernel_ring(&p, &spec).contains(&gone));
+    }
+
+    /// The counters `p`'s in-memory maps hold, as `BpfMaps::counters`
+    /// reads them.
+    fn counters(p: &Programmer<MemoryMaps>) -> Counters {
+        let table = |map: &HashMap<u32, Traffic>, len: u32| {
+            (0..len)
+                .map(|i| map.get(&i).copied().unwrap_or_default())
+                .collect()
+        };
+        Counters {
+            stats: Vec::new(),
+            vips: table(&p.maps.vip_traffic, p.capacity.max_vips),
+            backends: table(&p.maps.backend_traffic, p.capacity.max_backends),
+        }
+    }
+
+    #[test]
+    fn traffic_of_removed_backends_stays_with_the_virtual_server() {
+        let mut p = programmer();
+        let (web, dns) = (vip(80), vip(53));
+        p.set(web, &[backend(11, 100), backend(12, 100)]).unwrap();
+        p.set(dns, &[backend(11, 100)]).unwrap();
+        let traffic = |packets| Traffic {
+            packets,
+            bytes: 100 * packets,
+            flows: 1,
+        };
+        for (spec, last, packets) in [(web, 11, 3), (web, 12, 5), (dns, 11, 7)] {
+            let id = p.backend_id(&spec.id, &backend(last, 100).address).unwrap();
+            p.maps.backend_traffic.insert(id, traffic(packets));
+        }
+        let whole = |p: &Programmer<MemoryMaps>, spec: &VipSpec| {
+            p.vip_traffic(&spec.id, &counters(p)).packets
+        };
+        assert_eq!((whole(&p, &web), whole(&p, &dns)), (8, 7));
+
+        let gone = p.backend_id(&web.id, &backend(12, 100).address).unwrap();
+        p.set(web, &[backend(11, 100)]).unwrap();
+        assert_eq!((whole(&p, &web), whole(&p, &dns)), (8, 7), "nothing lost");
+        assert!(
+            !p.maps.backend_traffic.contains_key(&gone),
+            "the id is zeroed"
+        );
+        assert_eq!(
+            counters(&p).vips[p.vip_index(&web.id).unwrap() as usize].flows,
+            1
+        );
+
+        let web_index = p.vip_index(&web.id).unwrap();
+        p.remove(&web.id).unwrap();
+        assert_eq!(whole(&p, &web), 0);
+        assert!(
+            !p.maps.vip_traffic.contains_key(&web_index),
+            "the index is zeroed"
+        );
+        assert_eq!(whole(&p, &dns), 7, "another virtual server keeps its own");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use lb_ebpf::{
 
 use crate::{
     Verdict,
-    maps::{BACKEND_STATS, count, count_vip, tunnel_source_v4_prefix, tunnel_source_v6_prefix},
+    maps::{count_backend, tunnel_source_v4_prefix, tunnel_source_v6_prefix},
     select::Selected,
 };
 
@@ -38,7 +38,7 @@ impl Inner {
     }
 }
 
-/// Counts the packet against its VIP and backend and forwards it; without
+/// Counts the packet against its backend and forwards it; without
 /// a backend the packet passes (not for a VIP) or is dropped.
 #[inline(always)]
 pub fn send(ctx: &XdpContext, selected: &Selected, inner: &Inner) -> Result<Verdict, Truncated> {
@@ -54,8 +54,7 @@ pub fn send(ctx: &XdpContext, selected: &Selected, inner: &Inner) -> Result<Verd
     // and stay valid for the program run (array values are never freed).
     let backend = unsafe { &*selected.backend };
     let bytes = frame_len(ctx);
-    count_vip(backend.vip_index, bytes, selected.new_flow);
-    count(&BACKEND_STATS, selected.id, bytes);
+    count_backend(selected.id, bytes, selected.new_flow);
     let verdict = if backend.flags & BACKEND_FLAG_DSR != 0 {
         dsr(ctx, backend)?
     } else {

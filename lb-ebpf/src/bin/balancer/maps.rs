@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, Counter, MAP_F_MMAPABLE, RingBlock, Stats, Vip4Key, Vip6Key, VipCounter, VipMeta,
+    Backend, MAP_F_MMAPABLE, RingBlock, Stats, Traffic, Vip4Key, Vip6Key, VipMeta,
     flow_table::{self, Set4, Set6, WAYS_V4, WAYS_V6},
     limits, ring_blocks,
 };
@@ -50,12 +50,14 @@ pub static FLOWS_V6: Array<Set6> = Array::with_max_entries(FLOW_SETS_V6, MAP_F_M
 /// indexed by `lb_common::stats`.
 #[map]
 pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
-/// Per-VIP counters, indexed by `VipMeta::vip_index`.
+/// Traffic of the backends that left each virtual server, indexed by
+/// `VipMeta::vip_index`: written by the daemon only (a VIP's traffic is
+/// this plus its backends'), so that a packet updates one counter.
 #[map]
-pub static VIP_STATS: PerCpuArray<VipCounter> = PerCpuArray::with_max_entries(limits::MAX_VIPS, 0);
-/// Per-backend counters, indexed by backend id.
+pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(limits::MAX_VIPS, 0);
+/// Traffic forwarded to each backend, indexed by backend id.
 #[map]
-pub static BACKEND_STATS: PerCpuArray<Counter> =
+pub static BACKEND_STATS: PerCpuArray<Traffic> =
     PerCpuArray::with_max_entries(limits::MAX_BACKENDS, 0);
 
 /// Number of slots of one ring; set by the daemon at load time.
@@ -130,24 +132,13 @@ pub fn vip_filter(slot: u32) -> u32 {
     }
 }
 
-/// Adds one packet of `bytes` to counter `index` of a per-CPU array.
+/// Adds one packet of `bytes` (and `new_flow`) to the traffic of backend
+/// `id`.
 #[inline(always)]
-pub fn count(map: &PerCpuArray<Counter>, index: u32, bytes: u64) {
-    if let Some(counter) = map.get_ptr_mut(index) {
+pub fn count_backend(id: u32, bytes: u64, new_flow: bool) {
+    if let Some(counter) = BACKEND_STATS.get_ptr_mut(id) {
         // SAFETY: the pointer is this CPU's slot of the array, valid for
         // the whole program run; XDP does not preempt itself on one CPU.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += bytes;
-        }
-    }
-}
-
-/// Adds one packet (and `new_flow`) to the counters of VIP `vip_index`.
-#[inline(always)]
-pub fn count_vip(vip_index: u32, bytes: u64, new_flow: bool) {
-    if let Some(counter) = VIP_STATS.get_ptr_mut(vip_index) {
-        // SAFETY: as in `count`.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += bytes;
@@ -164,7 +155,7 @@ pub fn count_stats(verdict: u32, bytes: u64, event: u32, extra_event: u32) {
     let Some(stats) = STATS.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's value, as in `count`.
+    // SAFETY: this CPU's value, as in `count_backend`.
     let counters = unsafe { &mut (*stats).counters };
     if let Some(counter) = counters.get_mut(verdict as usize) {
         counter.packets += 1;
