@@ -38,8 +38,10 @@ pub mod names {
     pub const FLOWS_V4: &str = "FLOWS_V4";
     pub const FLOWS_V6: &str = "FLOWS_V6";
     pub const STATS: &str = "STATS";
-    pub const VIP_STATS: &str = "VIP_STATS";
-    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Per-CPU [`crate::Traffic`]: entry `id` for backend `id`, entry
+    /// `max_backends + i` for virtual server index `i` (what backends that
+    /// left it had; the daemon alone writes these).
+    pub const TRAFFIC: &str = "TRAFFIC";
     /// Globals: `sets - 1` of each flow table (`flow_table::sets`).
     pub const FLOW_SET_MASK_V4: &str = "FLOW_SET_MASK_V4";
     pub const FLOW_SET_MASK_V6: &str = "FLOW_SET_MASK_V6";
@@ -148,7 +150,8 @@ pub const VIP_FLAG_DSR: u32 = 1 << 0;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipMeta {
-    /// Index into `VIP_STATS`, and owner tag of this VIP's backends.
+    /// The VIP's index (its own `TRAFFIC` entry is `max_backends +
+    /// vip_index`), and owner tag of this VIP's backends.
     pub vip_index: u32,
     /// The active ring: slots `ring_id * RING_SIZE ..` of `RINGS`. Each VIP
     /// owns rings `2 * vip_index` and `2 * vip_index + 1`; the daemon writes
@@ -221,10 +224,10 @@ pub struct Stats {
 }
 
 /// Traffic forwarded: packets, bytes and the flows it started (a new flow,
-/// or one moved to a new backend). Per CPU in `BACKEND_STATS`, the one
-/// counter a forwarded packet updates, and in `VIP_STATS`, which the
-/// daemon alone writes: the traffic of the backends that left the virtual
-/// server. A virtual server's traffic is that plus its backends'.
+/// or one moved to a new backend). Per CPU in `TRAFFIC`: for each backend,
+/// the one counter a forwarded packet updates, and for each virtual server,
+/// written by the daemon alone, the traffic of the backends that left it.
+/// A virtual server's traffic is that plus its backends'.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {

@@ -97,9 +97,8 @@ impl Balancer {
             // One element more: the ring size, for a daemon that adopts
             // the program (`rings::Rings::record_ring_size`).
             .map_max_entries(names::RINGS, ring_blocks(rings) + 1)
-            .map_max_entries(names::VIP_STATS, options.max_vips)
             .map_max_entries(names::BACKENDS, options.max_backends)
-            .map_max_entries(names::BACKEND_STATS, options.max_backends)
+            .map_max_entries(names::TRAFFIC, options.max_backends + options.max_vips)
             .map_max_entries(names::FLOWS_V4, sets_v4)
             .map_max_entries(names::FLOWS_V6, sets_v6)
             .load(object::BALANCER)?;
@@ -151,8 +150,12 @@ impl Balancer {
                 .map(|(info, _)| info.max_entries())
                 .ok_or(Error::Missing(name))
         };
-        let max_vips = entries(names::VIP_STATS)?;
         let max_backends = entries(names::BACKENDS)?;
+        let max_vips = entries(names::TRAFFIC)?
+            .checked_sub(max_backends)
+            .ok_or_else(|| {
+                Error::Invalid("the adopted program's TRAFFIC map is smaller than BACKENDS".into())
+            })?;
         let maps = BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map))?;
         let ring_size = maps.ring_size()?;
         if !crate::maglev::is_prime(ring_size) {

@@ -51,7 +51,7 @@ pub struct Counters {
     /// Indexed by `lb_common::stats`.
     pub stats: Vec<Counter>,
     /// The traffic of backends that left each virtual server, by VIP
-    /// index (`VIP_STATS`; see [`super::Programmer::vip_traffic`] for a
+    /// index (the VIPs' `TRAFFIC` entries; see [`super::Programmer::vip_traffic`] for a
     /// virtual server's whole traffic).
     pub vips: Vec<Traffic>,
     /// Indexed by backend id.
@@ -82,8 +82,8 @@ pub struct BpfMaps {
     rings: Rings,
     vip_filter: Array<MapData, u32>,
     stats: PerCpuArray<MapData, Stats>,
-    vip_stats: PerCpuArray<MapData, Traffic>,
-    backend_stats: PerCpuArray<MapData, Traffic>,
+    /// Backends' entries, then virtual servers' (`names::TRAFFIC`).
+    traffic: PerCpuArray<MapData, Traffic>,
 }
 
 impl BpfMaps {
@@ -104,8 +104,7 @@ impl BpfMaps {
             rings: Rings::new(take(names::RINGS).ok_or(Error::Missing(names::RINGS))?)?,
             vip_filter: typed(&mut take, names::VIP_FILTER)?,
             stats: typed(&mut take, names::STATS)?,
-            vip_stats: typed(&mut take, names::VIP_STATS)?,
-            backend_stats: typed(&mut take, names::BACKEND_STATS)?,
+            traffic: typed(&mut take, names::TRAFFIC)?,
         })
     }
 
@@ -115,32 +114,42 @@ impl BpfMaps {
             stats: self.stats()?,
             ..Counters::default()
         };
-        for index in 0..self.vip_stats.len() {
-            out.vips.push(self.vip_traffic(index)?);
-        }
-        for id in 0..self.backend_stats.len() {
-            out.backends.push(self.backend_traffic(id)?);
+        let backends = self.backends.len();
+        for entry in 0..self.traffic.len() {
+            let traffic = self.traffic_entry(entry)?;
+            if entry < backends {
+                out.backends.push(traffic);
+            } else {
+                out.vips.push(traffic);
+            }
         }
         Ok(out)
     }
 
     /// The traffic of backend `id`, summed over CPUs.
     pub fn backend_traffic(&self, id: u32) -> Result<Traffic> {
+        self.traffic_entry(id)
+    }
+
+    /// The `TRAFFIC` entry of VIP index `index`.
+    fn vip_entry(&self, index: u32) -> u32 {
+        self.backends.len() + index
+    }
+
+    /// `TRAFFIC` entry `entry`, summed over CPUs.
+    fn traffic_entry(&self, entry: u32) -> Result<Traffic> {
         let values = self
-            .backend_stats
-            .get(&id, 0)
-            .map_err(map_err(names::BACKEND_STATS))?;
+            .traffic
+            .get(&entry, 0)
+            .map_err(map_err(names::TRAFFIC))?;
         Ok(sum_traffic(&values))
     }
 
-    /// The own counter of VIP index `index` (`VIP_STATS`), summed over
-    /// CPUs.
-    fn vip_traffic(&self, index: u32) -> Result<Traffic> {
-        let values = self
-            .vip_stats
-            .get(&index, 0)
-            .map_err(map_err(names::VIP_STATS))?;
-        Ok(sum_traffic(&values))
+    /// Sets `TRAFFIC` entry `entry` to `traffic` (on the first CPU).
+    fn set_traffic_entry(&mut self, entry: u32, traffic: Traffic) -> Result<()> {
+        self.traffic
+            .set(entry, on_first_cpu(traffic)?, 0)
+            .map_err(map_err(names::TRAFFIC))
     }
 
     /// The verdict and event counters (indexed by `lb_common::stats`),
@@ -245,22 +254,18 @@ impl MapWriter for BpfMaps {
         if retired == Traffic::default() {
             return Ok(());
         }
-        let total = self.vip_traffic(vip_index)?.plus(retired);
-        self.vip_stats
-            .set(vip_index, on_first_cpu(total)?, 0)
-            .map_err(map_err(names::VIP_STATS))?;
-        self.backend_stats
-            .set(id, on_first_cpu(Traffic::default())?, 0)
-            .map_err(map_err(names::BACKEND_STATS))
+        let entry = self.vip_entry(vip_index);
+        let total = self.traffic_entry(entry)?.plus(retired);
+        self.set_traffic_entry(entry, total)?;
+        self.set_traffic_entry(id, Traffic::default())
     }
 
     fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()> {
-        if self.vip_traffic(vip_index)? == Traffic::default() {
+        let entry = self.vip_entry(vip_index);
+        if self.traffic_entry(entry)? == Traffic::default() {
             return Ok(());
         }
-        self.vip_stats
-            .set(vip_index, on_first_cpu(Traffic::default())?, 0)
-            .map_err(map_err(names::VIP_STATS))
+        self.set_traffic_entry(entry, Traffic::default())
     }
 }
 
@@ -275,10 +280,10 @@ pub struct MemoryMaps {
     pub ring_writes: usize,
     /// `VIP_FILTER` slots written (slots never written hold 0).
     pub filter: HashMap<u32, u32>,
-    /// `BACKEND_STATS` by backend id (absent: zero); tests count traffic
-    /// into it as the program would.
+    /// Backends' `TRAFFIC` by id (absent: zero); tests count traffic into
+    /// it as the program would.
     pub backend_traffic: HashMap<u32, Traffic>,
-    /// `VIP_STATS` by VIP index (absent: zero).
+    /// Virtual servers' `TRAFFIC` by VIP index (absent: zero).
     pub vip_traffic: HashMap<u32, Traffic>,
 }
 

@@ -412,7 +412,7 @@ impl<M: MapWriter> Programmer<M> {
             .fold(own.unwrap_or_default(), Traffic::plus)
     }
 
-    /// The VIP's index (into `VIP_STATS`).
+    /// The VIP's index.
     pub fn vip_index(&self, id: &VipId) -> Option<u32> {
         self.vips.get(id).map(|v| v.index)
     }

@@ -50,15 +50,13 @@ pub static FLOWS_V6: Array<Set6> = Array::with_max_entries(FLOW_SETS_V6, MAP_F_M
 /// indexed by `lb_common::stats`.
 #[map]
 pub static STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
-/// Traffic of the backends that left each virtual server, indexed by
-/// `VipMeta::vip_index`: written by the daemon only (a VIP's traffic is
-/// this plus its backends'), so that a packet updates one counter.
+/// Traffic forwarded to each backend, indexed by backend id: the one
+/// counter a forwarded packet updates. The entries past the backends' hold
+/// what backends that left each virtual server had; only the daemon writes
+/// those (a virtual server's traffic is that plus its backends').
 #[map]
-pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(limits::MAX_VIPS, 0);
-/// Traffic forwarded to each backend, indexed by backend id.
-#[map]
-pub static BACKEND_STATS: PerCpuArray<Traffic> =
-    PerCpuArray::with_max_entries(limits::MAX_BACKENDS, 0);
+pub static TRAFFIC: PerCpuArray<Traffic> =
+    PerCpuArray::with_max_entries(limits::MAX_BACKENDS + limits::MAX_VIPS, 0);
 
 /// Number of slots of one ring; set by the daemon at load time.
 #[unsafe(no_mangle)]
@@ -136,7 +134,7 @@ pub fn vip_filter(slot: u32) -> u32 {
 /// `id`.
 #[inline(always)]
 pub fn count_backend(id: u32, bytes: u64, new_flow: bool) {
-    if let Some(counter) = BACKEND_STATS.get_ptr_mut(id) {
+    if let Some(counter) = TRAFFIC.get_ptr_mut(id) {
         // SAFETY: the pointer is this CPU's slot of the array, valid for
         // the whole program run; XDP does not preempt itself on one CPU.
         unsafe {
