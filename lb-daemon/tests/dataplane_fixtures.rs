@@ -886,3 +886,20 @@ fn verifier_accepts_the_program() {
     println!("balancer: verifier processed {count} instructions");
     assert!(count > 0 && count < 1_000_000, "{count}");
 }
+
+/// A program without the balancer's maps (as one of another version would
+/// be) is refused with what to do, not half adopted.
+#[test]
+fn adopting_a_program_without_the_maps_says_to_detach_it() {
+    support::require_root();
+    let pass = lb_daemon::dataplane::decap::Pass::load().expect("load XDP_PASS");
+    let id = pass.program().unwrap().info().unwrap().id();
+    let error = match Balancer::adopt(id) {
+        Ok(_) => panic!("adopted a program without the balancer's maps"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("another version") && error.contains("xdp off"),
+        "{error}"
+    );
+}

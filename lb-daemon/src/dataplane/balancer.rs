@@ -148,7 +148,7 @@ impl Balancer {
         let entries = |name: &'static str| {
             maps.get(name)
                 .map(|(info, _)| info.max_entries())
-                .ok_or(Error::Missing(name))
+                .ok_or(another_version(name))
         };
         let max_backends = entries(names::BACKENDS)?;
         let max_vips = entries(names::TRAFFIC)?
@@ -156,7 +156,13 @@ impl Balancer {
             .ok_or_else(|| {
                 Error::Invalid("the adopted program's TRAFFIC map is smaller than BACKENDS".into())
             })?;
-        let maps = BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map))?;
+        let maps =
+            BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map)).map_err(
+                |error| match error {
+                    Error::Missing(name) => another_version(name),
+                    other => other,
+                },
+            )?;
         let ring_size = maps.ring_size()?;
         if !crate::maglev::is_prime(ring_size) {
             return Err(Error::Invalid(format!(
@@ -263,4 +269,13 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     program
         .try_into()
         .map_err(|e: ProgramError| Error::Program(e))
+}
+
+/// An adopted program without map `name`: a balancer of another version,
+/// whose maps this daemon cannot read (see also `rings::Rings::new`).
+fn another_version(name: &'static str) -> Error {
+    Error::Invalid(format!(
+        "the attached balancer program has no map {name}: it is from another version; \
+         detach it from the interface (ip link set dev IFACE xdp off) and start again"
+    ))
 }

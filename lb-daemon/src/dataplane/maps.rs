@@ -249,6 +249,9 @@ impl MapWriter for BpfMaps {
             .map_err(map_err(names::VIP_FILTER))
     }
 
+    // Called once the backend's entry is cleared: no packet counts against
+    // it any more, except one already past its lookup on another CPU in
+    // these microseconds, which may be counted to the id afterwards.
     fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()> {
         let retired = self.backend_traffic(id)?;
         if retired == Traffic::default() {
