@@ -74,6 +74,32 @@ const _: () = {
     assert!(core::mem::offset_of!(Way6, meta) == core::mem::offset_of!(Way6, ports) + 4);
 };
 
+/// A way of either flow table: where its [`tail`] is.
+pub trait Way {
+    /// The tail (ports and meta word) of the way at `way`.
+    ///
+    /// # Safety
+    /// `way` points to a way inside a set.
+    unsafe fn tail(way: *mut Self) -> *mut u64;
+}
+
+impl Way for Way4 {
+    #[inline(always)]
+    unsafe fn tail(way: *mut Self) -> *mut u64 {
+        // SAFETY: the caller's; `ports` is 8-aligned and `meta` follows it
+        // (asserted above).
+        unsafe { (&raw mut (*way).ports).cast() }
+    }
+}
+
+impl Way for Way6 {
+    #[inline(always)]
+    unsafe fn tail(way: *mut Self) -> *mut u64 {
+        // SAFETY: as for `Way4`.
+        unsafe { (&raw mut (*way).ports).cast() }
+    }
+}
+
 /// The ports and meta word of a way as the one 64-bit word they form in
 /// memory (little-endian: the ports are the low half).
 #[inline(always)]

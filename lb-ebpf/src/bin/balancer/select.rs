@@ -14,7 +14,7 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xchg};
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use lb_common::{
     BACKEND_FLAG_UP, Backend, RING_BLOCK_SLOTS, VipMeta,
-    flow_table::{Victim, meta, meta_of, ports_of, tail},
+    flow_table::{Victim, Way, meta, meta_of, ports_of, ports_word, tail},
     ring_slot, stats,
 };
 
@@ -23,33 +23,68 @@ use crate::maps::{BACKENDS, RINGS, ring_size};
 /// No event to count (any index of `stats::COUNT` or more).
 pub const NO_EVENT: u32 = stats::COUNT;
 
+/// A flow's ports and protocol, as loaded from the packet.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+}
+
 /// A flow of one family: its key, and how it sits in that family's flow
 /// table.
 pub trait Flow {
     /// A way of this family's flow table.
-    type Way;
+    type Way: Way;
     /// Ways of a set.
     const WAYS: usize;
-    /// `backend` serves the virtual server this flow is addressed to.
-    fn served_by(&self, backend: &Backend) -> bool;
+    /// The flow's ports and protocol.
+    fn transport(&self) -> Ports;
+    /// The backend's virtual server has this flow's destination address.
+    fn to_address_of(&self, backend: &Backend) -> bool;
     /// The flow hash (`lb_common::flow_hash_v4` / `_v6`).
     fn hash(&self) -> u32;
     /// The flow's virtual server; `filter` holds the `VIP_FILTER` flags of
     /// the destination address.
     fn vip(&self, filter: u32) -> Option<&'static VipMeta>;
-    /// The flow is UDP (else TCP).
-    fn udp(&self) -> bool;
     /// The first way of the set of flow hash `hash`; null if the table has
     /// no such set.
     fn set(hash: u32) -> *mut Self::Way;
-    /// The flow's ports as a way holds them (`flow_table::ports_word`).
-    fn ports(&self) -> u32;
-    /// The tail (ports and meta word) of `way`.
-    fn tail(way: *mut Self::Way) -> *mut u64;
     /// `way` holds this flow's addresses.
     fn held_in(&self, way: *const Self::Way) -> bool;
     /// Writes this flow's addresses into `way`.
     fn write_to(&self, way: *mut Self::Way);
+
+    /// `backend` serves the virtual server this flow is addressed to: its
+    /// address, protocol and port (or all ports).
+    #[inline(always)]
+    fn served_by(&self, backend: &Backend) -> bool {
+        let t = self.transport();
+        self.to_address_of(backend)
+            && backend.vip_proto == t.proto
+            && (backend.vip_port_be == t.dst_port_be || backend.vip_port_be == 0)
+    }
+
+    /// The flow is UDP (else TCP).
+    #[inline(always)]
+    fn udp(&self) -> bool {
+        self.transport().proto == lb_common::proto::UDP
+    }
+
+    /// The flow's ports as a way holds them (`flow_table::ports_word`).
+    #[inline(always)]
+    fn ports(&self) -> u32 {
+        let t = self.transport();
+        ports_word(t.src_port_be, t.dst_port_be)
+    }
+}
+
+/// The tail of way `way` of the set at `set`.
+#[inline(always)]
+fn tail_of<W: Way>(set: *mut W, way: usize) -> *mut u64 {
+    // SAFETY: callers pass `way` < the set's ways, so the way is inside
+    // the set.
+    unsafe { W::tail(set.add(way)) }
 }
 
 /// Where a packet goes. Every field is always written (no `Option` with
@@ -179,14 +214,13 @@ fn probe<K: Flow>(key: &K, set: *mut K::Way, now: u32) -> Probe {
     let udp = if key.udp() { meta::UDP } else { 0 };
     let ports = key.ports();
     for way in 0..K::WAYS {
-        // SAFETY: `way` < K::WAYS, inside the set.
-        let tail_ptr = K::tail(unsafe { set.add(way) });
+        let tail_ptr = tail_of(set, way);
         let t = read_tail(tail_ptr);
         let m = meta_of(t);
         if meta::backend(m) != 0
             && ports_of(t) == ports
             && m & meta::UDP == udp
-            // SAFETY: as above.
+            // SAFETY: `way` < K::WAYS, inside the set.
             && key.held_in(unsafe { set.add(way) })
             && read_tail(tail_ptr) == t
         {
@@ -213,14 +247,14 @@ fn pin<K: Flow>(key: &K, set: *mut K::Way, way: usize, seen: u64, backend_id: u3
     if set.is_null() || way >= K::WAYS {
         return;
     }
-    // SAFETY: `way` < K::WAYS, inside the set.
-    let ptr = unsafe { set.add(way) };
-    if !swap_tail(K::tail(ptr), seen, tail(0, meta::BUSY)) {
+    let tail_ptr = tail_of(set, way);
+    if !swap_tail(tail_ptr, seen, tail(0, meta::BUSY)) {
         return;
     }
-    key.write_to(ptr);
+    // SAFETY: `way` < K::WAYS, inside the set.
+    key.write_to(unsafe { set.add(way) });
     let new_meta = meta::new(backend_id, key.udp(), now);
-    publish_tail(K::tail(ptr), tail(key.ports(), new_meta));
+    publish_tail(tail_ptr, tail(key.ports(), new_meta));
 }
 
 /// The backend of an entry's meta word, if it is up and serves the flow's
@@ -314,8 +348,7 @@ fn kept<K: Flow>(
         return None;
     }
     if meta::stamp_of(found_meta) != now {
-        // SAFETY: `found` < K::WAYS, inside the set.
-        let ptr = K::tail(unsafe { set.add(probe.found) });
+        let ptr = tail_of(set, probe.found);
         let restamped = tail(key.ports(), meta::restamped(found_meta, now));
         // Fails harmlessly if the way changed meanwhile.
         swap_tail(ptr, probe.found_tail, restamped);

@@ -3,9 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Backend, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip4Key,
-    VipMeta, flow_hash_v4,
-    flow_table::{Way4, ports_word},
-    proto, stats, vip_filter_slot_v4,
+    VipMeta, flow_hash_v4, flow_table::Way4, proto, stats, vip_filter_slot_v4,
 };
 use lb_ebpf::{
     headers::{
@@ -19,7 +17,7 @@ use crate::{
     Verdict,
     forward::{INNER_V4, Inner, send},
     maps::{FLOWS_V4, VIPS_V4, flow_set_mask_v4, vip_filter},
-    select::{self, Flow, Selected},
+    select::{self, Flow, Ports, Selected},
 };
 
 /// A validated IPv4 header: its addresses, protocol and where L4 starts.
@@ -102,7 +100,16 @@ impl Flow for Key4 {
     const WAYS: usize = lb_common::flow_table::WAYS_V4;
 
     #[inline(always)]
-    fn served_by(&self, backend: &Backend) -> bool {
+    fn transport(&self) -> Ports {
+        Ports {
+            src_port_be: self.src_port_be,
+            dst_port_be: self.dst_port_be,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn to_address_of(&self, backend: &Backend) -> bool {
         let vip_addr = [
             backend.vip_addr[0],
             backend.vip_addr[1],
@@ -110,8 +117,6 @@ impl Flow for Key4 {
             backend.vip_addr[3],
         ];
         u32::from_ne_bytes(vip_addr) == u32::from_ne_bytes(self.dst)
-            && backend.vip_proto == self.proto
-            && (backend.vip_port_be == self.dst_port_be || backend.vip_port_be == 0)
     }
 
     #[inline(always)]
@@ -131,28 +136,11 @@ impl Flow for Key4 {
     }
 
     #[inline(always)]
-    fn udp(&self) -> bool {
-        self.proto == proto::UDP
-    }
-
-    #[inline(always)]
     fn set(hash: u32) -> *mut Way4 {
         match FLOWS_V4.get_ptr_mut(hash & flow_set_mask_v4()) {
             Some(set) => set.cast(),
             None => core::ptr::null_mut(),
         }
-    }
-
-    #[inline(always)]
-    fn ports(&self) -> u32 {
-        ports_word(self.src_port_be, self.dst_port_be)
-    }
-
-    #[inline(always)]
-    fn tail(way: *mut Way4) -> *mut u64 {
-        // SAFETY: a field of a way inside a set; `ports` is 8-aligned and
-        // `meta` follows it (asserted in lb_common::flow_table).
-        unsafe { (&raw mut (*way).ports).cast() }
     }
 
     #[inline(always)]

@@ -4,7 +4,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Backend, VIP_FILTER_ANY_PORT, VIP_FILTER_PORT, VIP_KIND_FRAGMENT, VIP_KIND_PORT, Vip6Key,
     VipMeta, flow_hash_v6,
-    flow_table::{Way6, fold_v6, ports_word},
+    flow_table::{Way6, fold_v6},
     proto, stats, vip_filter_slot_v6,
 };
 use lb_ebpf::{
@@ -16,7 +16,7 @@ use crate::{
     Verdict,
     forward::{INNER_V6, Inner, send},
     maps::{FLOWS_V6, VIPS_V6, flow_set_mask_v6, vip_filter},
-    select::{self, Flow, Selected},
+    select::{self, Flow, Ports, Selected},
 };
 
 /// Extension headers that may precede the transport header. Only the
@@ -88,10 +88,17 @@ impl Flow for Key6<'_> {
     const WAYS: usize = lb_common::flow_table::WAYS_V6;
 
     #[inline(always)]
-    fn served_by(&self, backend: &Backend) -> bool {
+    fn transport(&self) -> Ports {
+        Ports {
+            src_port_be: self.src_port_be,
+            dst_port_be: self.dst_port_be,
+            proto: self.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn to_address_of(&self, backend: &Backend) -> bool {
         words(&backend.vip_addr) == words(self.dst)
-            && backend.vip_proto == self.proto
-            && (backend.vip_port_be == self.dst_port_be || backend.vip_port_be == 0)
     }
 
     #[inline(always)]
@@ -111,28 +118,11 @@ impl Flow for Key6<'_> {
     }
 
     #[inline(always)]
-    fn udp(&self) -> bool {
-        self.proto == proto::UDP
-    }
-
-    #[inline(always)]
     fn set(hash: u32) -> *mut Way6 {
         match FLOWS_V6.get_ptr_mut(hash & flow_set_mask_v6()) {
             Some(set) => set.cast(),
             None => core::ptr::null_mut(),
         }
-    }
-
-    #[inline(always)]
-    fn ports(&self) -> u32 {
-        ports_word(self.src_port_be, self.dst_port_be)
-    }
-
-    #[inline(always)]
-    fn tail(way: *mut Way6) -> *mut u64 {
-        // SAFETY: a field of a way inside a set; `ports` is 8-aligned and
-        // `meta` follows it (asserted in lb_common::flow_table).
-        unsafe { (&raw mut (*way).ports).cast() }
     }
 
     #[inline(always)]
