@@ -31,6 +31,17 @@ pub struct Ports {
     pub proto: u8,
 }
 
+impl Ports {
+    #[inline(always)]
+    pub const fn new(src_port_be: u16, dst_port_be: u16, proto: u8) -> Self {
+        Self {
+            src_port_be,
+            dst_port_be,
+            proto,
+        }
+    }
+}
+
 /// A flow of one family: its key, and how it sits in that family's flow
 /// table.
 pub trait Flow {

@@ -89,11 +89,7 @@ impl Flow for Key6<'_> {
 
     #[inline(always)]
     fn transport(&self) -> Ports {
-        Ports {
-            src_port_be: self.src_port_be,
-            dst_port_be: self.dst_port_be,
-            proto: self.proto,
-        }
+        Ports::new(self.src_port_be, self.dst_port_be, self.proto)
     }
 
     #[inline(always)]
