@@ -3,7 +3,7 @@
 //! harness ([`rate`]), the report writers ([`report`]) and where results
 //! go ([`results`]).
 //!
-//! The per-packet benchmark (`src/main.rs`) stands alone.
+//! The per-packet benchmark (`src/main.rs`) writes through [`results`] too.
 
 pub mod fixtures;
 pub mod rate;

@@ -43,9 +43,9 @@ const ROUNDS: usize = 5;
 const CYCLING_FLOWS: usize = 65_536;
 /// Flows each flow table holds, as in production.
 const FLOW_TABLE_SIZE: u32 = 1 << 20;
-/// Sets of the flow table (64 KiB of it) and slots of the ring (32 KiB of
+/// Sets of the flow table (64 KiB of it) and slots of the ring (16 KiB of
 /// the kernel's array) that the new flows of the SYN scenarios fall into;
-/// see [`WarmSyns`].
+/// see [`warm_syns`].
 const WARM_SETS: u32 = 1024;
 const WARM_SLOTS: u32 = 4096;
 const RING_SIZE: u32 = 65_537;
@@ -523,7 +523,7 @@ fn markdown(rows: &[Row], verified: Option<u32>) -> String {
          SYN (new flow): every call opens a flow never seen before, whose flow-table set is \
          full of older flows, so it takes the whole new-flow path (probe, VIP lookup, ring, \
          replacing the way idle longest). These new flows fall into {WARM_SETS} sets of the \
-         table (64 KiB) and {WARM_SLOTS} slots of the ring (32 KiB), which stay in cache as \
+         table (64 KiB) and {WARM_SLOTS} slots of the ring (16 KiB), which stay in cache as \
          when one SYN is sent over and over; \"over the whole table\" spreads them over every \
          set and slot, so that each call also waits for memory.\n",
         kernel_release()

@@ -245,18 +245,19 @@ impl Victim {
     }
 }
 
-/// [`Victim`] over a whole set's meta words; `None` when every way is busy.
-pub fn victim(metas: &[u32], now: u32) -> Option<usize> {
-    let mut victim = Victim::NONE;
-    for (way, &m) in metas.iter().enumerate() {
-        victim.consider(way, m, now);
-    }
-    (victim.way != usize::MAX).then_some(victim.way)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`Victim`] over a whole set's meta words, as the program walks a
+    /// set; `None` when every way is busy.
+    fn victim(metas: &[u32], now: u32) -> Option<usize> {
+        let mut victim = Victim::NONE;
+        for (way, &m) in metas.iter().enumerate() {
+            victim.consider(way, m, now);
+        }
+        (victim.way != usize::MAX).then_some(victim.way)
+    }
 
     #[test]
     fn meta_round_trips() {

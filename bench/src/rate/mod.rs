@@ -2,7 +2,8 @@
 //! pool of flows, sent by an XDP generator (BPF_PROG_RUN, live frames)
 //! through a veth into a device under test, which forwards them back to a
 //! counting sink. See [`wire`] for the lab and [`dut`] for the devices:
-//! the balancer, an XDP MAC swap (the baseline) and nftables DNAT.
+//! the balancer in tunnel and in dsr mode, an XDP MAC swap (the
+//! baseline) and nftables DNAT.
 //!
 //! Every point is measured in a few rounds, the devices taking turns in
 //! each, so that each balancer mode and the baseline run back to back and

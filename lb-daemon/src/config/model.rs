@@ -98,7 +98,8 @@ pub struct Dataplane {
     /// Interfaces the balancer program is attached to.
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
-    /// Entries of the flow (LRU) table, per address family.
+    /// Flows of each flow table (IPv4 and IPv6; rounded up to a power of
+    /// two of sets, at most 2^28).
     pub flow_table_size: u32,
     /// Slots of each Maglev ring; a prime.
     pub maglev_table_size: u32,

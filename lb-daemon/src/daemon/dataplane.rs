@@ -131,7 +131,7 @@ impl Dataplane {
 
     /// Packets and bytes of the backend `address` of the virtual server
     /// `id`: from `counters` (a snapshot) or, without one, read now.
-    pub fn backend_counter(
+    pub fn backend_traffic(
         &self,
         counters: Option<&Counters>,
         id: &crate::dataplane::programmer::VipId,

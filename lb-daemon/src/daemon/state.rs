@@ -225,7 +225,7 @@ impl Shared {
         let id = vip_id(vs);
         // Counters of this backend only, not a snapshot of all.
         let counter = |address: IpAddr| match &inner.dataplane {
-            Some(dataplane) if address == backend => dataplane.backend_counter(None, &id, address),
+            Some(dataplane) if address == backend => dataplane.backend_traffic(None, &id, address),
             _ => (0, 0),
         };
         inner
@@ -257,6 +257,9 @@ fn program(inner: &mut Inner, name: &str) -> Result<()> {
 
 /// Programs these virtual servers (their Maglev tables built in parallel).
 fn program_all(inner: &mut Inner, names: &BTreeSet<String>) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
     let Inner {
         config,
         backends,
@@ -430,7 +433,7 @@ fn status_of(inner: &Inner) -> Status {
                 (Some(dataplane), Some(counters)) => {
                     let vip = dataplane.balancer().programmer().vip_traffic(&id, counters);
                     let backends = inner.backends.status(vs, |address| {
-                        dataplane.backend_counter(Some(counters), &id, address)
+                        dataplane.backend_traffic(Some(counters), &id, address)
                     });
                     (vip.packets, vip.bytes, vip.flows, backends)
                 }

@@ -12,7 +12,7 @@ use aya::{
 use lb_common::{flow_table, limits, names, ring_blocks};
 
 use super::{
-    Error, Result, XdpMode, attach, map_err,
+    Error, Result, XdpMode, another_version, attach, map_err,
     maps::BpfMaps,
     object,
     programmer::{Capacity, Programmer},
@@ -148,7 +148,7 @@ impl Balancer {
         let entries = |name: &'static str| {
             maps.get(name)
                 .map(|(info, _)| info.max_entries())
-                .ok_or(another_version(name))
+                .ok_or_else(|| another_version(&format!("it has no map {name}")))
         };
         let max_backends = entries(names::BACKENDS)?;
         let max_vips = entries(names::TRAFFIC)?
@@ -159,7 +159,7 @@ impl Balancer {
         let maps =
             BpfMaps::new(|name| maps.remove(name).map(|(_, map)| map)).map_err(
                 |error| match error {
-                    Error::Missing(name) => another_version(name),
+                    Error::Missing(name) => another_version(&format!("it has no map {name}")),
                     other => other,
                 },
             )?;
@@ -269,13 +269,4 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     program
         .try_into()
         .map_err(|e: ProgramError| Error::Program(e))
-}
-
-/// An adopted program without map `name`: a balancer of another version,
-/// whose maps this daemon cannot read (see also `rings::Rings::new`).
-fn another_version(name: &'static str) -> Error {
-    Error::Invalid(format!(
-        "the attached balancer program has no map {name}: it is from another version; \
-         detach it from the interface (ip link set dev IFACE xdp off) and start again"
-    ))
 }

@@ -15,14 +15,16 @@ pub enum VipKey {
     V6(Vip6Key),
 }
 
-/// Writes to the balancer's maps. Each call is one atomic map update.
+/// Writes to the balancer's maps. Each call leaves the maps consistent for
+/// the program: one atomic map update, or (the counters) updates the
+/// program never reads.
 pub trait MapWriter {
     fn set_vip(&mut self, key: VipKey, meta: VipMeta) -> Result<()>;
     fn remove_vip(&mut self, key: VipKey) -> Result<()>;
     fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()>;
     /// Writes `table` into the flat `RINGS` array from slot `base`: only
-    /// the slots that differ from what the array holds, where the writer
-    /// can tell. Returns how many slots were written.
+    /// the slots that differ from what the array holds. Returns how many
+    /// slots were written.
     fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize>;
     /// Sets the `VIP_FILTER` flags of one slot.
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()>;
@@ -281,6 +283,8 @@ pub struct MemoryMaps {
     pub rings: Vec<u32>,
     /// Number of ring slots written so far (to check minimal updates).
     pub ring_writes: usize,
+    /// Number of backend entries written so far.
+    pub backend_writes: usize,
     /// `VIP_FILTER` slots written (slots never written hold 0).
     pub filter: HashMap<u32, u32>,
     /// Backends' `TRAFFIC` by id (absent: zero); tests count traffic into
@@ -320,6 +324,7 @@ impl MapWriter for MemoryMaps {
 
     fn set_backend(&mut self, id: u32, backend: Backend) -> Result<()> {
         self.backends.insert(id, backend);
+        self.backend_writes += 1;
         Ok(())
     }
 

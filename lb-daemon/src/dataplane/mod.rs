@@ -55,6 +55,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An attached balancer program whose maps this daemon cannot read
+/// (`what` says how): one of another version, to be detached.
+pub(crate) fn another_version(what: &str) -> Error {
+    Error::Invalid(format!(
+        "{what}: the balancer program is from another version; detach it from the \
+         interface (ip link set dev IFACE xdp off) and start again"
+    ))
+}
+
 /// Maps a map error to [`Error::Map`] with the map's name.
 pub(crate) fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
     move |source| Error::Map { name, source }

@@ -327,12 +327,22 @@ impl<M: MapWriter> Programmer<M> {
         });
         for (address, backend) in &wanted {
             let position = vip.position(address);
-            let id = match position.map(|i| vip.backends[i]) {
-                Ok((_, old)) if old == *backend && !mode_changed => continue,
-                Ok((id, _)) => id,
+            let entry = backend_entry(backend, vip.index, &spec);
+            let id = match position {
+                Ok(i) => {
+                    let (id, old) = vip.backends[i];
+                    // The entry holds no weight: a re-weighted backend (or
+                    // an adopted one, whose weight the maps do not hold)
+                    // keeps its entry, and only the ring changes.
+                    if !mode_changed && backend_entry(&old, vip.index, &spec) == entry {
+                        vip.backends[i] = (id, *backend);
+                        continue;
+                    }
+                    id
+                }
                 Err(_) => free_backend_ids.pop_front().ok_or(Error::Full("backend"))?,
             };
-            maps.set_backend(id, backend_entry(backend, vip.index, &spec))?;
+            maps.set_backend(id, entry)?;
             match position {
                 Ok(i) => vip.backends[i] = (id, *backend),
                 Err(i) => vip.backends.insert(i, (id, *backend)),
@@ -417,20 +427,23 @@ impl<M: MapWriter> Programmer<M> {
         self.vips.get(id).map(|v| v.index)
     }
 
-    /// The backend id of `address` in virtual server `id`.
+    /// Backend `address` of virtual server `id`: its id and spec.
+    fn backend(&self, id: &VipId, address: &IpAddr) -> Option<&(u32, BackendSpec)> {
+        let vip = self.vips.get(id)?;
+        let i = vip.position(address).ok()?;
+        Some(&vip.backends[i])
+    }
+
     /// Whether backend `address` of `id` is marked drained in its map entry
     /// (for an adopted program: by the daemon before this one).
     pub fn drained(&self, id: &VipId, address: &IpAddr) -> bool {
-        self.vips.get(id).is_some_and(|vip| {
-            vip.position(address)
-                .is_ok_and(|i| vip.backends[i].1.drained)
-        })
+        self.backend(id, address)
+            .is_some_and(|(_, spec)| spec.drained)
     }
 
+    /// The backend id of `address` in virtual server `id`.
     pub fn backend_id(&self, id: &VipId, address: &IpAddr) -> Option<u32> {
-        let vip = self.vips.get(id)?;
-        let i = vip.position(address).ok()?;
-        Some(vip.backends[i].0)
+        self.backend(id, address).map(|(backend, _)| *backend)
     }
 
     /// The VIP's active ring: backend ids by slot (built again from its
@@ -808,6 +821,28 @@ mod tests {
             "the index is zeroed"
         );
         assert_eq!(whole(&p, &dns), 7, "another virtual server keeps its own");
+    }
+
+    #[test]
+    fn only_changed_backend_entries_are_written() {
+        let mut p = programmer();
+        let mut spec = vip(80);
+        p.set(spec, &[backend(11, 100), backend(12, 100)]).unwrap();
+        assert_eq!(p.maps().backend_writes, 2);
+        // The weight is not in the entry: only the ring changes.
+        p.set(spec, &[backend(11, 100), backend(12, 300)]).unwrap();
+        assert_eq!(p.maps().backend_writes, 2);
+        let id = p.backend_id(&spec.id, &backend(12, 300).address).unwrap();
+        let slots = kernel_ring(&p, &spec).iter().filter(|s| **s == id).count();
+        assert!(slots > RING as usize / 2, "the new weight took effect");
+        // Health and the forwarding mode are: those entries are written.
+        let mut down = backend(12, 300);
+        down.up = false;
+        p.set(spec, &[backend(11, 100), down]).unwrap();
+        assert_eq!(p.maps().backend_writes, 3);
+        spec.forwarding = Forwarding::Dsr;
+        p.set(spec, &[backend(11, 100), down]).unwrap();
+        assert_eq!(p.maps().backend_writes, 5);
     }
 
     #[test]

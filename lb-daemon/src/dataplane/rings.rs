@@ -18,7 +18,7 @@ use std::{
 use aya::maps::{Map, MapData};
 use lb_common::{MAP_F_MMAPABLE, RING_BLOCK_SLOTS, RingBlock, names};
 
-use super::{Error, Result, map_err};
+use super::{Error, Result, another_version, map_err};
 
 /// Bytes of one slot in the mapping.
 const SLOT_BYTES: usize = 4;
@@ -39,10 +39,8 @@ impl Rings {
         if info.value_size() as usize != size_of::<RingBlock>()
             || info.map_flags() & MAP_F_MMAPABLE == 0
         {
-            return Err(Error::Invalid(format!(
-                "{} has {}-byte elements (flags {:#x}), not mappable {}-byte blocks: the \
-                 balancer program is from another version; detach it from the interface \
-                 (ip link set dev IFACE xdp off) and start again",
+            return Err(another_version(&format!(
+                "{} has {}-byte elements (flags {:#x}), not mappable {}-byte blocks",
                 names::RINGS,
                 info.value_size(),
                 info.map_flags(),
