@@ -120,6 +120,46 @@ impl VipState {
     }
 }
 
+/// One `VIP_FILTER` slot: how many virtual servers have an address that
+/// hashes to it, and what it holds, so that its flags are known without
+/// looking at every virtual server.
+#[derive(Clone, Copy, Debug, Default)]
+struct FilterSlot {
+    /// Virtual servers of one port.
+    port: u32,
+    /// Virtual servers of all ports (port 0).
+    any_port: u32,
+    /// The flags written into the slot (0: never written).
+    written: u32,
+}
+
+impl FilterSlot {
+    /// The flags the slot should hold.
+    fn flags(&self) -> u32 {
+        let port = if self.port > 0 { VIP_FILTER_PORT } else { 0 };
+        let any_port = if self.any_port > 0 {
+            VIP_FILTER_ANY_PORT
+        } else {
+            0
+        };
+        port | any_port
+    }
+
+    /// The count virtual server `id` belongs to.
+    fn count_of(&mut self, id: &VipId) -> &mut u32 {
+        if id.port == 0 {
+            &mut self.any_port
+        } else {
+            &mut self.port
+        }
+    }
+
+    /// Whether no virtual server hashes to it and it holds nothing.
+    fn is_empty(&self) -> bool {
+        self.port == 0 && self.any_port == 0 && self.written == 0
+    }
+}
+
 /// Programs virtual servers into a [`MapWriter`].
 pub struct Programmer<M> {
     maps: M,
@@ -128,8 +168,9 @@ pub struct Programmer<M> {
     free_vip_indices: VecDeque<u32>,
     /// Backend ids are reused as late as possible (FIFO), id 0 never.
     free_backend_ids: VecDeque<u32>,
-    /// What each `VIP_FILTER` slot holds (absent: 0).
-    filter: HashMap<u32, u32>,
+    /// The `VIP_FILTER` slots of the virtual servers' addresses and the
+    /// slots that hold flags (absent: no virtual server, holds 0).
+    filter: HashMap<u32, FilterSlot>,
     /// Builds the tables of [`Self::set`], into `table`.
     builder: maglev::Builder,
     table: Vec<u32>,
@@ -209,11 +250,12 @@ impl<M: MapWriter> Programmer<M> {
             .collect();
         programmer.free_backend_ids.retain(|id| !used.contains(id));
         // The previous daemon wrote the filter of these virtual servers.
-        let addresses: Vec<IpAddr> = programmer.vips.keys().map(|id| id.address).collect();
-        for address in addresses {
-            let slot = filter_slot(address);
-            let flags = programmer.filter_flags(slot);
-            programmer.filter.insert(slot, flags);
+        let ids: Vec<VipId> = programmer.vips.keys().copied().collect();
+        for id in &ids {
+            programmer.count_in_filter(id, true);
+        }
+        for slot in programmer.filter.values_mut() {
+            slot.written = slot.flags();
         }
         programmer
     }
@@ -299,6 +341,7 @@ impl<M: MapWriter> Programmer<M> {
             // The filter lets the address's packets through before its VIP
             // entry exists (and `remove` clears it only after the entry
             // went); a VIP already programmed has its filter.
+            self.count_in_filter(&spec.id, true);
             self.update_filter(spec.id.address)?;
         }
         let Self {
@@ -393,6 +436,7 @@ impl<M: MapWriter> Programmer<M> {
         };
         self.maps.remove_vip(vip_key(id, VIP_KIND_PORT))?;
         self.update_fragment_entry(id.address, id.protocol)?;
+        self.count_in_filter(id, false);
         self.update_filter(id.address)?;
         for (backend_id, _) in &vip.backends {
             self.maps.set_backend(*backend_id, Backend::default())?;
@@ -454,29 +498,31 @@ impl<M: MapWriter> Programmer<M> {
             .then(|| maglev::build(&vip.members(), self.capacity.ring_size))
     }
 
-    /// The `VIP_FILTER` flags of `slot` for the virtual servers in `vips`.
-    fn filter_flags(&self, slot: u32) -> u32 {
-        self.vips
-            .keys()
-            .filter(|id| filter_slot(id.address) == slot)
-            .fold(0, |flags, id| {
-                flags
-                    | if id.port == 0 {
-                        VIP_FILTER_ANY_PORT
-                    } else {
-                        VIP_FILTER_PORT
-                    }
-            })
+    /// Counts virtual server `id` in (`added`) or out of the `VIP_FILTER`
+    /// slot of its address; [`Self::update_filter`] writes the slot.
+    fn count_in_filter(&mut self, id: &VipId, added: bool) {
+        let slot = self.filter.entry(filter_slot(id.address)).or_default();
+        let count = slot.count_of(id);
+        *count = if added {
+            count.saturating_add(1)
+        } else {
+            count.saturating_sub(1)
+        };
     }
 
     /// Rewrites the `VIP_FILTER` slot of `address` if the virtual servers
-    /// hashing to it changed.
+    /// hashing to it changed, and forgets it once no virtual server
+    /// hashes to it and it holds 0.
     fn update_filter(&mut self, address: IpAddr) -> Result<()> {
-        let slot = filter_slot(address);
-        let flags = self.filter_flags(slot);
-        if self.filter.get(&slot).copied().unwrap_or(0) != flags {
-            self.maps.set_filter_slot(slot, flags)?;
-            self.filter.insert(slot, flags);
+        let key = filter_slot(address);
+        let slot = self.filter.entry(key).or_default();
+        let flags = slot.flags();
+        if slot.written != flags {
+            self.maps.set_filter_slot(key, flags)?;
+            slot.written = flags;
+        }
+        if slot.is_empty() {
+            self.filter.remove(&key);
         }
         Ok(())
     }
@@ -970,6 +1016,46 @@ mod tests {
         assert_eq!(p.maps().filter[&slot], VIP_FILTER_ANY_PORT);
         p.remove(&all.id).unwrap();
         assert_eq!(p.maps().filter[&slot], 0);
+    }
+
+    #[test]
+    fn filter_slot_shared_by_addresses_holds_the_flags_of_all_of_them() {
+        let (web, all) = (vip(80), vip(0));
+        // An IPv6 address whose words fold to the IPv4 address's: the
+        // same slot.
+        let mut octets = [0u8; 16];
+        octets[..4].copy_from_slice(&[192, 0, 2, 100]);
+        let other = |port| VipSpec {
+            id: VipId {
+                address: IpAddr::from(octets),
+                port,
+                protocol: 6,
+            },
+            forwarding: Forwarding::Tunnel,
+        };
+        let slot = filter_slot(web.id.address);
+        assert_eq!(filter_slot(other(0).id.address), slot);
+
+        let mut p = programmer();
+        let flags = |p: &Programmer<MemoryMaps>| p.maps().filter[&slot];
+        p.set(other(443), &[]).unwrap();
+        p.set(all, &[]).unwrap();
+        assert_eq!(flags(&p), VIP_FILTER_PORT | VIP_FILTER_ANY_PORT);
+        p.remove(&all.id).unwrap();
+        assert_eq!(flags(&p), VIP_FILTER_PORT);
+        p.set(web, &[]).unwrap();
+        p.set(other(0), &[]).unwrap();
+        assert_eq!(flags(&p), VIP_FILTER_PORT | VIP_FILTER_ANY_PORT);
+
+        // A restarted daemon counts what it adopts.
+        let mut p = adopted(p);
+        p.remove(&web.id).unwrap();
+        assert_eq!(flags(&p), VIP_FILTER_PORT | VIP_FILTER_ANY_PORT);
+        p.remove(&other(443).id).unwrap();
+        assert_eq!(flags(&p), VIP_FILTER_ANY_PORT);
+        p.remove(&other(0).id).unwrap();
+        assert_eq!(flags(&p), 0, "the last one gone clears the slot");
+        assert!(p.filter.is_empty(), "and the slot is forgotten");
     }
 
     #[test]
