@@ -216,7 +216,10 @@ impl MapWriter for CountingWriter {
     fn set_filter_slot(&mut self, _: u32, _: u32) -> lb_daemon::dataplane::Result<()> {
         Ok(())
     }
-    fn retire_backend_traffic(&mut self, _: u32, _: u32) -> lb_daemon::dataplane::Result<()> {
+    fn retire_backend_traffic(&mut self, _: &[u32], _: u32) -> lb_daemon::dataplane::Result<()> {
+        Ok(())
+    }
+    fn clear_backend_traffic(&mut self, _: u32) -> lb_daemon::dataplane::Result<()> {
         Ok(())
     }
     fn clear_vip_traffic(&mut self, _: u32) -> lb_daemon::dataplane::Result<()> {

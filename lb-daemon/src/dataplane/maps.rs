@@ -28,11 +28,15 @@ pub trait MapWriter {
     fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<usize>;
     /// Sets the `VIP_FILTER` flags of one slot.
     fn set_filter_slot(&mut self, slot: u32, flags: u32) -> Result<()>;
-    /// Moves the traffic counted for backend `id`, which left the virtual
-    /// server of index `vip_index`, into that virtual server's own
-    /// counter, and zeroes the backend's: the virtual server's total stays
-    /// whole, and the id starts from zero when it is given out again.
-    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()>;
+    /// Moves the traffic counted for backends `ids`, which left the
+    /// virtual server of index `vip_index`, into that virtual server's own
+    /// counter (read and written once, however many left), and zeroes
+    /// the backends': the virtual server's total stays whole, and an id
+    /// starts from zero when it is given out again.
+    fn retire_backend_traffic(&mut self, ids: &[u32], vip_index: u32) -> Result<()>;
+    /// Zeroes the counter of backend `id`, whose virtual server is gone
+    /// (the id starts from zero when it is given out again).
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()>;
     /// Zeroes the own counter of virtual server index `vip_index` (the
     /// virtual server is gone; its index starts from zero when reused).
     fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()>;
@@ -251,26 +255,36 @@ impl MapWriter for BpfMaps {
             .map_err(map_err(names::VIP_FILTER))
     }
 
-    // Called once the backend's entry is cleared: no packet counts against
-    // it any more, except one already past its lookup on another CPU in
-    // these microseconds, which may be counted to the id afterwards.
-    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()> {
-        let retired = self.backend_traffic(id)?;
-        if retired == Traffic::default() {
+    // Called once the backends' entries are cleared: no packet counts
+    // against them any more, except one already past its lookup on another
+    // CPU in these microseconds, which may be counted to the id afterwards.
+    fn retire_backend_traffic(&mut self, ids: &[u32], vip_index: u32) -> Result<()> {
+        let mut retired = Traffic::default();
+        let mut counted = Vec::new();
+        for &id in ids {
+            let traffic = self.backend_traffic(id)?;
+            if traffic != Traffic::default() {
+                retired = retired.plus(traffic);
+                counted.push(id);
+            }
+        }
+        if counted.is_empty() {
             return Ok(());
         }
         let entry = self.vip_entry(vip_index);
         let total = self.traffic_entry(entry)?.plus(retired);
         self.set_traffic_entry(entry, total)?;
+        counted
+            .into_iter()
+            .try_for_each(|id| self.set_traffic_entry(id, Traffic::default()))
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
         self.set_traffic_entry(id, Traffic::default())
     }
 
     fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()> {
-        let entry = self.vip_entry(vip_index);
-        if self.traffic_entry(entry)? == Traffic::default() {
-            return Ok(());
-        }
-        self.set_traffic_entry(entry, Traffic::default())
+        self.set_traffic_entry(self.vip_entry(vip_index), Traffic::default())
     }
 }
 
@@ -292,6 +306,8 @@ pub struct MemoryMaps {
     pub backend_traffic: HashMap<u32, Traffic>,
     /// Virtual servers' `TRAFFIC` by VIP index (absent: zero).
     pub vip_traffic: HashMap<u32, Traffic>,
+    /// Number of virtual servers' `TRAFFIC` entries written so far.
+    pub vip_traffic_writes: usize,
 }
 
 impl MemoryMaps {
@@ -349,15 +365,27 @@ impl MapWriter for MemoryMaps {
         Ok(())
     }
 
-    fn retire_backend_traffic(&mut self, id: u32, vip_index: u32) -> Result<()> {
-        let retired = self.backend_traffic.remove(&id).unwrap_or_default();
-        let total = self.vip_traffic.entry(vip_index).or_default();
-        *total = total.plus(retired);
+    fn retire_backend_traffic(&mut self, ids: &[u32], vip_index: u32) -> Result<()> {
+        let retired = ids
+            .iter()
+            .filter_map(|id| self.backend_traffic.remove(id))
+            .fold(Traffic::default(), Traffic::plus);
+        if retired != Traffic::default() {
+            let total = self.vip_traffic.entry(vip_index).or_default();
+            *total = total.plus(retired);
+            self.vip_traffic_writes += 1;
+        }
+        Ok(())
+    }
+
+    fn clear_backend_traffic(&mut self, id: u32) -> Result<()> {
+        self.backend_traffic.remove(&id);
         Ok(())
     }
 
     fn clear_vip_traffic(&mut self, vip_index: u32) -> Result<()> {
         self.vip_traffic.remove(&vip_index);
+        self.vip_traffic_writes += 1;
         Ok(())
     }
 }

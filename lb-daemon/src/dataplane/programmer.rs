@@ -421,15 +421,16 @@ impl<M: MapWriter> Programmer<M> {
             meta(vip.index, ring_id, &vip.spec),
         )?;
         vip.active = next;
-        for id in staged.removed {
-            maps.set_backend(id, Backend::default())?;
-            maps.retire_backend_traffic(id, vip.index)?;
-            free_backend_ids.push_back(id);
+        for id in &staged.removed {
+            maps.set_backend(*id, Backend::default())?;
         }
+        maps.retire_backend_traffic(&staged.removed, vip.index)?;
+        free_backend_ids.extend(staged.removed);
         self.update_fragment_entry(staged.id.address, staged.id.protocol)
     }
 
-    /// Removes a virtual server: its entry first, then its backends.
+    /// Removes a virtual server: its entry first, then its backends; its
+    /// counters and its backends' are zeroed for whoever reuses them.
     pub fn remove(&mut self, id: &VipId) -> Result<()> {
         let Some(vip) = self.vips.remove(id) else {
             return Ok(());
@@ -440,7 +441,7 @@ impl<M: MapWriter> Programmer<M> {
         self.update_filter(id.address)?;
         for (backend_id, _) in &vip.backends {
             self.maps.set_backend(*backend_id, Backend::default())?;
-            self.maps.retire_backend_traffic(*backend_id, vip.index)?;
+            self.maps.clear_backend_traffic(*backend_id)?;
             self.free_backend_ids.push_back(*backend_id);
         }
         self.maps.clear_vip_traffic(vip.index)?;
@@ -867,6 +868,38 @@ mod tests {
             "the index is zeroed"
         );
         assert_eq!(whole(&p, &dns), 7, "another virtual server keeps its own");
+    }
+
+    #[test]
+    fn the_virtual_servers_counter_is_written_once_per_change() {
+        let mut p = programmer();
+        let web = vip(80);
+        let three = [backend(11, 100), backend(12, 100), backend(13, 100)];
+        p.set(web, &three).unwrap();
+        for (packets, b) in (1..).zip(&three) {
+            let id = p.backend_id(&web.id, &b.address).unwrap();
+            let traffic = Traffic {
+                packets,
+                bytes: 100 * packets,
+                flows: 1,
+            };
+            p.maps.backend_traffic.insert(id, traffic);
+        }
+        let whole = |p: &Programmer<MemoryMaps>| p.vip_traffic(&web.id, &counters(p));
+
+        // Two backends leave: their traffic is summed into the virtual
+        // server's counter in one write.
+        p.set(web, &three[..1]).unwrap();
+        assert_eq!(p.maps.vip_traffic_writes, 1);
+        assert_eq!((whole(&p).packets, whole(&p).flows), (6, 3));
+        assert_eq!(p.maps.backend_traffic.len(), 1, "the others are zeroed");
+
+        // The virtual server goes: its counter is cleared, not added to,
+        // and so is its backend's.
+        p.remove(&web.id).unwrap();
+        assert_eq!(p.maps.vip_traffic_writes, 2);
+        assert!(p.maps.vip_traffic.is_empty());
+        assert!(p.maps.backend_traffic.is_empty());
     }
 
     #[test]
