@@ -14,7 +14,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
-use hyper::{Request, body::Incoming, client::conn::http1, header};
+use hyper::{Request, Uri, body::Incoming, client::conn::http1, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -43,7 +43,8 @@ pub fn request(
     } else {
         format!("{host}:{}", addr.port())
     };
-    Request::get(request_target(path))
+    let target = request_target(path).map_err(Failure::Request)?;
+    Request::get(target)
         .header(header::HOST, authority)
         .header(
             header::USER_AGENT,
@@ -55,12 +56,19 @@ pub fn request(
         .map_err(|error| Failure::Request(error.to_string()))
 }
 
+/// The request target of `path`, percent-encoded, or why there is none:
+/// a path too long for a request target once encoded. Configuration
+/// validation rejects such paths, so a configured check never meets one.
+pub fn request_target(path: &str) -> Result<Uri, String> {
+    Uri::try_from(encode(path)).map_err(|error| error.to_string())
+}
+
 /// `path` with every byte that may not appear in a request target
 /// percent-encoded: controls, space and non-ASCII (RFC 9112 §3.2), and
 /// the few printable ones a URI's path or query may not hold (`"`, `#`,
 /// `<`, `>`, `` ` ``), so that no configured path can break the request
 /// apart or be refused.
-fn request_target(path: &str) -> String {
+fn encode(path: &str) -> String {
     let mut target = String::with_capacity(path.len());
     for byte in path.bytes() {
         if byte.is_ascii_graphic() && !b"\"#<>`".contains(&byte) {

@@ -72,8 +72,8 @@ pub enum Failure {
     /// read, see [`super::http::MAX_BODY`]).
     #[error("body does not contain the expected text")]
     BodyMismatch,
-    /// The configured path makes no valid HTTP request (it is longer
-    /// than a request target may be).
+    /// The path makes no valid HTTP request (it is longer than a request
+    /// target may be); configuration validation rejects such paths.
     #[error("cannot build the request: {0}")]
     Request(String),
     /// The answer is not HTTP/1.x.

@@ -477,6 +477,31 @@ address = "10.0.0.12""#,
 }
 
 #[test]
+fn an_http_check_path_must_make_a_request_target() {
+    // Percent-encoded, 30,000 'ü's are 180,000 bytes: more than a
+    // request target may hold.
+    let path = format!("/{}", "\u{fc}".repeat(30_000));
+    let errors = invalid(&vs_with(&format!(
+        r#"health_check = {{ kind = "https", path = "{path}" }}"#
+    )));
+    assert_error(
+        &errors,
+        9,
+        "virtual_server[0].health_check.path",
+        "makes no valid request target",
+    );
+    // Anything else is percent-encoded into one.
+    let path = format!("/{}?q=<\"#`>{{}}", "a".repeat(20_000));
+    let config = valid(&vs_with(&format!(
+        r#"health_check = {{ kind = "http", path = '{path}' }}"#
+    )));
+    let HealthCheckKind::Http(http) = &config.virtual_servers[0].health_check.kind else {
+        panic!("an http check");
+    };
+    assert_eq!(http.path, path);
+}
+
+#[test]
 fn addresses_must_be_unicast() {
     let errors = invalid(
         &MINIMAL

@@ -9,6 +9,7 @@ use crate::config::{
     },
     raw::{RawBackend, RawHealthCheck, RawVirtualServer, S},
 };
+use crate::health::http::request_target;
 
 pub(super) fn virtual_server(
     ctx: &mut Ctx<'_>,
@@ -297,15 +298,7 @@ fn reject_foreign_fields(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, kind: &str, ba
 
 fn http(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, base: &str) -> HttpCheck {
     let path = match &raw.path {
-        Some(path) if !path.get_ref().starts_with('/') => {
-            ctx.error(
-                &path.span(),
-                format!("{base}.path"),
-                format!("{:?} must start with '/'", path.get_ref()),
-            );
-            defaults::HTTP_PATH.to_owned()
-        }
-        Some(path) => path.get_ref().clone(),
+        Some(path) => http_path(ctx, path, base),
         None => defaults::HTTP_PATH.to_owned(),
     };
     let mut expect_status = Vec::new();
@@ -331,6 +324,28 @@ fn http(ctx: &mut Ctx<'_>, raw: &RawHealthCheck, base: &str) -> HttpCheck {
         path,
         expect_status,
         body_contains: raw.body_contains.as_ref().map(|b| b.get_ref().clone()),
+    }
+}
+
+/// The path an http or https check asks for: it starts with '/' and
+/// makes a request target (see [`request_target`]: every byte that a
+/// target may not hold is percent-encoded, so only its length can be
+/// wrong). The default in its place if it is invalid.
+fn http_path(ctx: &mut Ctx<'_>, path: &S<String>, base: &str) -> String {
+    let text = path.get_ref();
+    let problem = if !text.starts_with('/') {
+        Some(format!("{text:?} must start with '/'"))
+    } else {
+        request_target(text)
+            .err()
+            .map(|error| format!("makes no valid request target once percent-encoded: {error}"))
+    };
+    match problem {
+        Some(problem) => {
+            ctx.error(&path.span(), format!("{base}.path"), problem);
+            defaults::HTTP_PATH.to_owned()
+        }
+        None => text.clone(),
     }
 }
 
