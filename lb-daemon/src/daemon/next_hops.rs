@@ -5,8 +5,9 @@
 //! per round (one lookup however many backends share it; a missing or
 //! stale one is solicited).
 //!
-//! A refresh of 100,000 backends allocates nothing per backend: it asks
-//! a round for each backend's next hop, one at a time.
+//! A refresh of 100,000 backends with routes allocates nothing per
+//! backend: it asks a round for each backend's next hop, one at a time
+//! (an address without a route keeps its error for the round).
 use std::{
     collections::HashMap,
     io,
