@@ -1,5 +1,6 @@
-//! Types of the benchmark programs (`lb-trafficgen`, `lb-macswap`): the
-//! packet generator's configuration and the sink's counters.
+//! Types of the benchmark programs (`lb-trafficgen`, `lb-macswap`,
+//! `lb-flow-floor`): the packet generator's configuration and the sink's
+//! counters.
 
 /// Bytes of every generated frame (Ethernet + IPv4 + UDP or TCP + zero
 /// payload; 64 bytes as on the wire minus nothing: veth has no FCS).
@@ -53,7 +54,7 @@ pub mod sink {
     pub const COUNT: u32 = 5;
 }
 
-/// Names in the `lb-trafficgen` and `lb-macswap` objects.
+/// Names in the `lb-trafficgen`, `lb-macswap` and `lb-flow-floor` objects.
 pub mod names {
     pub const GENERATOR: &str = "lb_trafficgen";
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
@@ -65,6 +66,7 @@ pub mod names {
     /// Global `[u8; 4]`: the VIP, for [`super::sink::TO_VIP`].
     pub const SINK_VIP: &str = "SINK_VIP";
     pub const MACSWAP: &str = "lb_macswap";
+    pub const FLOW_FLOOR: &str = "lb_flow_floor";
 }
 
 const _: () = assert!(core::mem::size_of::<GenConfig>() == 16 + FRAME_LEN);

@@ -17,7 +17,7 @@ use lb_daemon::dataplane::{
     programmer::VipId,
 };
 
-use super::wire::Wire;
+use super::{TURNS, wire::Wire};
 
 /// The VIP and its ports, one virtual server per protocol.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -38,23 +38,23 @@ pub enum Kind {
     BalancerDsr,
     /// Ethernet MAC swap + XDP_TX: the speed of light of this path.
     MacSwap,
+    /// The MAC swap plus a read of the packet's flow-table line (table
+    /// sized for 1M flows): the floor of any balancer that keeps flows.
+    FlowFloor,
     /// The kernel: nftables DNAT (`numgen random mod 100`) and forwarding.
     Nftables,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::Balancer,
-        Kind::BalancerDsr,
-        Kind::MacSwap,
-        Kind::Nftables,
-    ];
     /// The balancer's modes, each compared with the baseline.
     pub const BALANCERS: [Kind; 2] = [Kind::Balancer, Kind::BalancerDsr];
+    /// The devices compared with the baseline: the balancer's modes and
+    /// the floor.
+    pub const COMPARED: [Kind; 3] = [Kind::Balancer, Kind::BalancerDsr, Kind::FlowFloor];
 
     /// The device of [`Kind::name`] `name`.
     pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        TURNS.into_iter().find(|k| k.name() == name)
     }
 
     pub fn name(self) -> &'static str {
@@ -62,6 +62,7 @@ impl Kind {
             Kind::Balancer => "balancer",
             Kind::BalancerDsr => "balancer-dsr",
             Kind::MacSwap => "xdp-macswap",
+            Kind::FlowFloor => "xdp-flow-floor",
             Kind::Nftables => "nftables-dnat",
         }
     }
@@ -71,6 +72,9 @@ impl Kind {
             Kind::Balancer => "lb balancer (XDP, tunnel mode, 100 backends)",
             Kind::BalancerDsr => "lb balancer (XDP, dsr mode, 100 backends)",
             Kind::MacSwap => "XDP MAC swap + XDP_TX (baseline)",
+            Kind::FlowFloor => {
+                "XDP MAC swap + read of the flow's line of a 1M-flow table (floor of stateful forwarding)"
+            }
             Kind::Nftables => "nftables DNAT numgen mod 100 + kernel forwarding",
         }
     }
@@ -80,7 +84,7 @@ impl Kind {
         use lb_common::bench::sink;
         match self {
             Kind::Balancer => sink::IPIP,
-            Kind::BalancerDsr | Kind::MacSwap => sink::TO_VIP,
+            Kind::BalancerDsr | Kind::MacSwap | Kind::FlowFloor => sink::TO_VIP,
             Kind::Nftables => sink::OTHER_IPV4,
         }
     }
@@ -98,8 +102,20 @@ pub struct Dut<'w> {
 
 enum Loaded {
     Balancer(Box<Balancer>),
-    Object(Ebpf),
+    /// An object and the name of its program.
+    Object(Ebpf, &'static str),
     Pass(Pass),
+}
+
+/// Loads program `name` of `object`.
+fn object_program(object: &[u8], name: &'static str) -> Result<Loaded> {
+    let mut ebpf = EbpfLoader::new().load(object)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("no {name} program"))?
+        .try_into()?;
+    program.load()?;
+    Ok(Loaded::Object(ebpf, name))
 }
 
 fn backend_address(i: u32) -> Ipv4Addr {
@@ -111,15 +127,8 @@ impl<'w> Dut<'w> {
         let program = match kind {
             Kind::Balancer => Loaded::Balancer(Box::new(balancer(wire, Forwarding::Tunnel)?)),
             Kind::BalancerDsr => Loaded::Balancer(Box::new(balancer(wire, Forwarding::Dsr)?)),
-            Kind::MacSwap => {
-                let mut ebpf = EbpfLoader::new().load(object::MACSWAP)?;
-                let program: &mut Xdp = ebpf
-                    .program_mut(names::MACSWAP)
-                    .context("no lb_macswap program")?
-                    .try_into()?;
-                program.load()?;
-                Loaded::Object(ebpf)
-            }
+            Kind::MacSwap => object_program(object::MACSWAP, names::MACSWAP)?,
+            Kind::FlowFloor => object_program(object::FLOW_FLOOR, names::FLOW_FLOOR)?,
             Kind::Nftables => Loaded::Pass(Pass::load()?),
         };
         Ok(Dut {
@@ -133,9 +142,9 @@ impl<'w> Dut<'w> {
     fn xdp(&self) -> Result<&Xdp> {
         Ok(match &self.program {
             Loaded::Balancer(b) => b.program()?,
-            Loaded::Object(ebpf) => ebpf
-                .program(names::MACSWAP)
-                .context("no lb_macswap program")?
+            Loaded::Object(ebpf, name) => ebpf
+                .program(name)
+                .with_context(|| format!("no {name} program"))?
                 .try_into()?,
             Loaded::Pass(pass) => pass.program()?,
         })

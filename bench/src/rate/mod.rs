@@ -44,9 +44,11 @@ pub struct Options {
     pub prefix: String,
 }
 
-/// The order the devices take turns in: the baseline between the two
-/// balancer modes, so that each mode runs right before or after it.
-pub const TURNS: [Kind; 4] = [
+/// Every device, in the order they take turns in: the baseline between
+/// the two balancer modes, so that each mode runs right before or after
+/// it.
+pub const TURNS: [Kind; 5] = [
+    Kind::FlowFloor,
     Kind::Balancer,
     Kind::MacSwap,
     Kind::BalancerDsr,
@@ -54,8 +56,8 @@ pub const TURNS: [Kind; 4] = [
 ];
 
 impl Options {
-    /// 4 devices × 2 protocols × 4 flow counts × 5 rounds × 1.3 s: 3.5
-    /// minutes of traffic, about 4 with attaching and detaching.
+    /// 5 devices × 2 protocols × 4 flow counts × 5 rounds × 1.3 s: 4.3
+    /// minutes of traffic, about 5 with attaching and detaching.
     pub fn full(prefix: String) -> Options {
         Options {
             flows: vec![1, 64, 4096, 65_536],
@@ -112,7 +114,7 @@ impl Options {
         Ok(self)
     }
 
-    /// 4 devices × 2 protocols × 2 flow counts × 3 rounds × 0.7 s.
+    /// 5 devices × 2 protocols × 2 flow counts × 3 rounds × 0.7 s.
     pub fn quick(prefix: String) -> Options {
         Options {
             flows: vec![1, 65_536],
@@ -411,7 +413,8 @@ mod tests {
                 Kind::Nftables,
                 Kind::BalancerDsr,
                 Kind::Balancer,
-                Kind::MacSwap
+                Kind::MacSwap,
+                Kind::FlowFloor,
             ]),
             TURNS.to_vec()
         );

@@ -14,3 +14,6 @@ pub static PASS: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-pa
 pub static TRAFFICGEN: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-trafficgen"));
 /// Benchmark baseline: Ethernet MAC swap and XDP_TX (`lb_macswap`).
 pub static MACSWAP: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-macswap"));
+/// Benchmark floor of stateful forwarding: the MAC swap plus the read of
+/// one flow-table line (`lb_flow_floor`).
+pub static FLOW_FLOOR: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-flow-floor"));
