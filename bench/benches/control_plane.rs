@@ -120,8 +120,8 @@ fn config(c: &mut Criterion) {
     let mut group = c.benchmark_group("config");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
 
-    let old_text = fixtures::config_toml(1_000, 100, "tcp", |_, _| 100);
-    let new_text = fixtures::config_toml(1_000, 100, "tcp", |i, j| {
+    let old_text = fixtures::config_toml(1_000, 100, r#"kind = "tcp""#, |_, _| 100);
+    let new_text = fixtures::config_toml(1_000, 100, r#"kind = "tcp""#, |i, j| {
         if i % 10 == 0 && j == 0 { 50 } else { 100 }
     });
     group.throughput(Throughput::Bytes(old_text.len() as u64));

@@ -22,13 +22,14 @@ pub fn backend_address(i: usize, j: usize) -> Ipv4Addr {
 }
 
 /// A configuration with `vips` virtual servers of `backends` backends each
-/// (TCP port 80, tunnel mode, health checks of kind `health`).
+/// (TCP port 80, tunnel mode, the health check of TOML lines
+/// `health_check`, e.g. `kind = "tcp"`).
 /// `weight_of(i, j)` gives the weight of backend `j` of server `i`, so that
 /// two calls can differ.
 pub fn config_toml(
     vips: usize,
     backends: usize,
-    health: &str,
+    health_check: &str,
     weight_of: impl Fn(usize, usize) -> u32,
 ) -> String {
     let mut out = String::with_capacity(vips * (200 + backends * 50));
@@ -42,7 +43,7 @@ pub fn config_toml(
             out,
             "[[virtual_server]]\nname = \"vs-{i}\"\naddress = \"{}\"\nport = 80\n\
              protocol = \"tcp\"\nforwarding = \"tunnel\"\n\
-             [virtual_server.health_check]\nkind = \"{health}\"\n",
+             [virtual_server.health_check]\n{health_check}\n",
             vip_address(i)
         );
         for j in 0..backends {
@@ -90,7 +91,7 @@ mod tests {
 
     #[test]
     fn generated_config_is_valid_up_to_the_backend_limit() {
-        let text = config_toml(100, 16, "tcp", |_, _| 100);
+        let text = config_toml(100, 16, r#"kind = "tcp""#, |_, _| 100);
         let config = lb_daemon::config::parse(&text, "gen.toml").expect("valid");
         assert_eq!(config.virtual_servers.len(), 100);
         assert_eq!(config.backend_count(), 1600);

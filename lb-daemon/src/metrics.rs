@@ -8,33 +8,27 @@
 //!   weight, VRRP state and counters. [`StatusCollector`] turns a snapshot
 //!   into metric families;
 //! - live observations the daemon reports as they happen: health-check
-//!   results and durations ([`Metrics::observe_health_check`]).
+//!   results and durations ([`Metrics::observe_health_check`]), kept per
+//!   backend in a compact form ([`health_checks`]).
 //!
 //! [`METRICS`] lists every family with its type and labels; the Grafana
 //! dashboard test checks its queries against it.
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder as _, IntGaugeVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::{
-    health::CheckResult,
-    status::{Health, Status, VrrpState},
-};
+use crate::status::{Health, Status, VrrpState};
+
+mod health_checks;
+
+use health_checks::HealthChecks;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Upper bounds (seconds) of the health-check duration histogram: checks
-/// take from well under a millisecond (TCP connect on a LAN) to their
-/// timeout (seconds).
-const HEALTH_CHECK_BUCKETS: [f64; 13] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
 
 /// Type of a metric family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,9 +222,9 @@ const FLOW_RESULTS: [(&str, &str); 3] = [
 /// The daemon's metrics: live health-check observations plus the
 /// descriptors of the families read from a [`Status`] at scrape time.
 pub struct Metrics {
+    /// The constant families (build information).
     registry: Registry,
-    health_checks: IntCounterVec,
-    health_check_duration: HistogramVec,
+    health_checks: HealthChecks,
     snapshot_descs: Vec<Desc>,
 }
 
@@ -242,22 +236,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        // The names, help texts, labels and buckets below are constants;
-        // prometheus rejects them only if they are malformed, which the
-        // unit tests would show.
+        // The names, help texts and labels below are constants; prometheus
+        // rejects them only if they are malformed, which the unit tests
+        // would show.
         const VALID: &str = "metric definitions are constants checked by the unit tests";
         let registry = Registry::new();
-        let health_checks = IntCounterVec::new(
-            Opts::new(HEALTH_CHECKS.name, HEALTH_CHECKS.help),
-            HEALTH_CHECKS.labels,
-        )
-        .expect(VALID);
-        let health_check_duration = HistogramVec::new(
-            HistogramOpts::new(HEALTH_CHECK_DURATION.name, HEALTH_CHECK_DURATION.help)
-                .buckets(HEALTH_CHECK_BUCKETS.to_vec()),
-            HEALTH_CHECK_DURATION.labels,
-        )
-        .expect(VALID);
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO.name, BUILD_INFO.help),
             BUILD_INFO.labels,
@@ -266,12 +249,6 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry
-            .register(Box::new(health_checks.clone()))
-            .expect(VALID);
-        registry
-            .register(Box::new(health_check_duration.clone()))
-            .expect(VALID);
         registry.register(Box::new(build_info)).expect(VALID);
         let snapshot_descs = SNAPSHOT_METRICS
             .iter()
@@ -287,8 +264,7 @@ impl Metrics {
             .collect();
         Metrics {
             registry,
-            health_checks,
-            health_check_duration,
+            health_checks: HealthChecks::default(),
             snapshot_descs,
         }
     }
@@ -303,27 +279,14 @@ impl Metrics {
         result: &str,
         duration: Duration,
     ) {
-        let backend = backend.to_string();
         self.health_checks
-            .with_label_values(&[virtual_server, &backend, result])
-            .inc();
-        self.health_check_duration
-            .with_label_values(&[virtual_server, backend.as_str()])
-            .observe(duration.as_secs_f64());
+            .observe(virtual_server, backend, result, duration);
     }
 
     /// Drops the health-check series of a backend whose checks stopped
     /// (removed by a reload, or its check set to none).
     pub fn forget_backend(&self, virtual_server: &str, backend: IpAddr) {
-        let backend = backend.to_string();
-        for result in CheckResult::LABELS {
-            let _ = self
-                .health_checks
-                .remove_label_values(&[virtual_server, &backend, result]);
-        }
-        let _ = self
-            .health_check_duration
-            .remove_label_values(&[virtual_server, &backend]);
+        self.health_checks.forget(virtual_server, backend);
     }
 
     /// Every family, live and from `status`, sorted by name.
@@ -334,6 +297,9 @@ impl Metrics {
             status,
         };
         families.extend(collector.collect());
+        let (checks, durations) = self.health_checks.samples();
+        families.push(family(&HEALTH_CHECKS, checks));
+        families.push(family(&HEALTH_CHECK_DURATION, durations));
         families.retain(|family| !family.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         families
@@ -466,16 +432,40 @@ impl Collector for StatusCollector<'_> {
     }
 }
 
-/// One sample of a counter or gauge: label values in the order of the
-/// family's labels, and the value.
+/// One sample: label values in the order of the family's labels, and the
+/// value.
 #[derive(Clone)]
 struct Sample {
     labels: Vec<String>,
-    value: f64,
+    value: Value,
+}
+
+/// The value of a counter or gauge, or a histogram.
+#[derive(Clone)]
+enum Value {
+    Scalar(f64),
+    Histogram(Histogram),
+}
+
+/// A histogram's value: `(upper bound, observations up to it)` per bucket
+/// (the `+Inf` bucket is `count`), the count and the sum.
+#[derive(Clone, Debug)]
+struct Histogram {
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: f64,
 }
 
 impl Sample {
     fn new<S: AsRef<str>>(labels: &[S], value: f64) -> Sample {
+        Self::with_value(labels, Value::Scalar(value))
+    }
+
+    fn histogram<S: AsRef<str>>(labels: &[S], histogram: Histogram) -> Sample {
+        Self::with_value(labels, Value::Histogram(histogram))
+    }
+
+    fn with_value<S: AsRef<str>>(labels: &[S], value: Value) -> Sample {
         Sample {
             labels: labels.iter().map(|l| l.as_ref().to_owned()).collect(),
             value,
@@ -489,7 +479,7 @@ fn family(info: &MetricInfo, samples: Vec<Sample>) -> MetricFamily {
     family.set_help(info.help.to_owned());
     let metrics = samples
         .into_iter()
-        .map(|sample| {
+        .filter_map(|sample| {
             debug_assert_eq!(sample.labels.len(), info.labels.len(), "{}", info.name);
             let pairs = info
                 .labels
@@ -503,22 +493,30 @@ fn family(info: &MetricInfo, samples: Vec<Sample>) -> MetricFamily {
                 })
                 .collect();
             let mut metric = proto::Metric::from_label(pairs);
-            match info.kind {
-                MetricKind::Counter => {
+            match (info.kind, sample.value) {
+                (MetricKind::Counter, Value::Scalar(value)) => {
                     let mut counter = proto::Counter::default();
-                    counter.set_value(sample.value);
+                    counter.set_value(value);
                     metric.set_counter(counter);
                 }
-                MetricKind::Gauge => {
+                (MetricKind::Gauge, Value::Scalar(value)) => {
                     let mut gauge = proto::Gauge::default();
-                    gauge.set_value(sample.value);
+                    gauge.set_value(value);
                     metric.set_gauge(gauge);
                 }
-                MetricKind::Histogram => {
-                    unreachable!("snapshot families are counters and gauges (unit-tested)")
+                (MetricKind::Histogram, Value::Histogram(histogram)) => {
+                    metric.set_histogram(histogram_of(histogram));
+                }
+                (kind, _) => {
+                    tracing::error!(
+                        family = info.name,
+                        ?kind,
+                        "sample of another type: left out"
+                    );
+                    return None;
                 }
             }
-            metric
+            Some(metric)
         })
         .collect();
     family.set_field_type(match info.kind {
@@ -528,6 +526,24 @@ fn family(info: &MetricInfo, samples: Vec<Sample>) -> MetricFamily {
     });
     family.set_metric(metrics);
     family
+}
+
+fn histogram_of(value: Histogram) -> proto::Histogram {
+    let buckets = value
+        .buckets
+        .into_iter()
+        .map(|(bound, count)| {
+            let mut bucket = proto::Bucket::default();
+            bucket.set_upper_bound(bound);
+            bucket.set_cumulative_count(count);
+            bucket
+        })
+        .collect();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_sample_count(value.count);
+    histogram.set_sample_sum(value.sum);
+    histogram.set_bucket(buckets);
+    histogram
 }
 
 #[cfg(test)]

@@ -9,15 +9,27 @@
 //!   (every ring rebuilt, only its changed slots written): from the signal
 //!   to "reload applied";
 //! - the daemon's resident memory after each has completed (`VmRSS`, and
-//!   `RssAnon`, its own heap).
+//!   `RssAnon`, its own heap);
+//! - a second daemon of the same size that health-checks every backend
+//!   over TCP every [`HEALTH_INTERVAL`]: the checks completed per second,
+//!   the daemon's CPU time and its resident memory, over one interval
+//!   after the first (by then every checker has started). The backends
+//!   are a listener in the gateway namespace, where all of 10.0.0.0/8 is
+//!   local, that accepts and closes every connection and counts them.
 //!
 //! Writes `daemon-scale.{json,md}` into DIR (default `bench/results`).
 //! Runs as root with the release `lb-daemon` next to this binary (or
 //! `$LB_DAEMON`); removes what it created.
 use std::{
     fmt::Write as _,
-    fs,
+    fs, io,
+    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -32,6 +44,11 @@ use serde_json::json;
 /// Backends per virtual server.
 const BACKENDS: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the health-checking daemon probes each backend.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// The port the backends are checked on: the virtual servers' (see
+/// `fixtures::config_toml`).
+const CHECK_PORT: u16 = 80;
 
 fn main() -> anyhow::Result<()> {
     let RunArgs { quick, out } = RunArgs::from_env("daemon-scale")?;
@@ -48,9 +65,12 @@ fn main() -> anyhow::Result<()> {
     // Every backend sits behind one gateway: the next-hop lookups are
     // real, the neighbour table holds one entry.
     lb.ip(&["route", "add", "10.0.0.0/8", "via", "192.168.77.2"])?;
+    // The gateway owns every backend address, so health checks are
+    // answered there (by `Backends`) and go nowhere else.
+    gw.ip(&["route", "add", "local", "10.0.0.0/8", "dev", "lo"])?;
 
     let dir = TempDir::new(&prefix)?;
-    let figures = measure(&lb, &daemon, dir.path(), virtual_servers)?;
+    let figures = measure(&lb, &gw, &daemon, dir.path(), virtual_servers)?;
 
     let markdown = figures.markdown();
     results::write_pair(&out, "daemon-scale", &figures.json(), &markdown)?;
@@ -65,6 +85,29 @@ struct Figures {
     start_memory: Memory,
     reload: Duration,
     reload_memory: Memory,
+    checked: Checked,
+}
+
+/// The health-checking daemon over one interval.
+struct Checked {
+    /// Connections the backends accepted.
+    accepted: u64,
+    window: Duration,
+    /// The daemon's CPU time (user and system).
+    cpu: Duration,
+    /// At the end of the window.
+    memory: Memory,
+}
+
+impl Checked {
+    fn checks_per_second(&self) -> f64 {
+        self.accepted as f64 / self.window.as_secs_f64()
+    }
+
+    /// The daemon's share of one CPU.
+    fn cpu_share(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.window.as_secs_f64()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -75,13 +118,14 @@ struct Memory {
 
 fn measure(
     lb: &Netns,
-    daemon: &Path,
+    gw: &Netns,
+    daemon_path: &Path,
     dir: &Path,
     virtual_servers: usize,
 ) -> anyhow::Result<Figures> {
     let config = config_text(virtual_servers, 0);
     let started = Instant::now();
-    let daemon = Daemon::start_running(lb, daemon, dir, "lb", &config, TIMEOUT)?;
+    let daemon = Daemon::start_running(lb, daemon_path, dir, "lb", &config, TIMEOUT)?;
     let start = started.elapsed();
     let start_memory = memory(daemon.child.pid())?;
 
@@ -94,10 +138,8 @@ fn measure(
     daemon.wait_log("reload complete", 1, TIMEOUT)?;
     let reload_memory = memory(daemon.child.pid())?;
 
-    let status = daemon.child.terminate(Duration::from_secs(30))?;
-    if !status.success() {
-        bail!("lb-daemon exited with {status}");
-    }
+    stop(daemon)?;
+    let checked = measure_health_checks(lb, gw, daemon_path, dir, virtual_servers)?;
     Ok(Figures {
         virtual_servers,
         backends: virtual_servers * BACKENDS,
@@ -105,19 +147,145 @@ fn measure(
         start_memory,
         reload,
         reload_memory,
+        checked,
     })
+}
+
+/// Stops `daemon` with SIGTERM; an error unless it exits cleanly.
+fn stop(daemon: Daemon) -> anyhow::Result<()> {
+    let status = daemon.child.terminate(Duration::from_secs(30))?;
+    if !status.success() {
+        bail!("lb-daemon exited with {status}");
+    }
+    Ok(())
+}
+
+/// A daemon that health-checks every backend, observed over the second
+/// [`HEALTH_INTERVAL`] after it runs.
+fn measure_health_checks(
+    lb: &Netns,
+    gw: &Netns,
+    daemon_path: &Path,
+    dir: &Path,
+    virtual_servers: usize,
+) -> anyhow::Result<Checked> {
+    let backends = Backends::start(gw)?;
+    let config = fixtures::config_toml(virtual_servers, BACKENDS, &health_check(), |_, _| 100);
+    let daemon = Daemon::start_running(lb, daemon_path, dir, "lb-checked", &config, TIMEOUT)?;
+    let pid = daemon.child.pid();
+    std::thread::sleep(HEALTH_INTERVAL);
+    let (accepted, cpu, started) = (backends.accepted(), cpu_time(pid)?, Instant::now());
+    std::thread::sleep(HEALTH_INTERVAL);
+    let checked = Checked {
+        accepted: backends.accepted() - accepted,
+        cpu: cpu_time(pid)?.saturating_sub(cpu),
+        window: started.elapsed(),
+        memory: memory(pid)?,
+    };
+    stop(daemon)?;
+    backends.stop()?;
+    Ok(checked)
+}
+
+/// TCP checks every [`HEALTH_INTERVAL`], as TOML lines.
+fn health_check() -> String {
+    format!(
+        "kind = \"tcp\"\ninterval = \"{}s\"\ntimeout = \"2s\"",
+        HEALTH_INTERVAL.as_secs()
+    )
+}
+
+/// Every backend's check port: one listener in the gateway namespace,
+/// where all backend addresses are local, accepting and closing every
+/// connection on a thread of its own and counting them.
+struct Backends {
+    accepted: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: JoinHandle<anyhow::Result<io::Result<()>>>,
+}
+
+impl Backends {
+    fn start(gw: &Netns) -> anyhow::Result<Backends> {
+        let listener = gw.enter(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, CHECK_PORT)))?;
+        listener.set_nonblocking(true)?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (count, stop) = (accepted.clone(), done.clone());
+        let thread = gw.spawn_thread(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Backends {
+            accepted,
+            done,
+            thread,
+        })
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Ends the accepting thread; an error if accepting failed.
+    fn stop(self) -> anyhow::Result<()> {
+        self.done.store(true, Ordering::Relaxed);
+        let result = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the backends' thread panicked"))?;
+        result?.context("accepting health checks")
+    }
+}
+
+/// User and system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are
+    // the 14th and 15th of the line, counted in clock ticks.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse()?)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|&t| t > 0)
+        .unwrap_or(100);
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
 }
 
 /// `virtual_servers` × [`BACKENDS`] without health checks; `generation` 1
 /// re-weights the first backend of each.
 fn config_text(virtual_servers: usize, generation: u32) -> String {
-    fixtures::config_toml(virtual_servers, BACKENDS, "none", |_, backend| {
-        if backend == 0 {
-            100 + 50 * generation
-        } else {
-            100
-        }
-    })
+    fixtures::config_toml(
+        virtual_servers,
+        BACKENDS,
+        r#"kind = "none""#,
+        |_, backend| {
+            if backend == 0 {
+                100 + 50 * generation
+            } else {
+                100
+            }
+        },
+    )
 }
 
 fn memory(pid: u32) -> anyhow::Result<Memory> {
@@ -155,6 +323,11 @@ fn daemon_binary() -> anyhow::Result<PathBuf> {
 }
 
 impl Figures {
+    /// Every backend once per interval.
+    fn expected_checks_per_second(&self) -> f64 {
+        self.backends as f64 / HEALTH_INTERVAL.as_secs_f64()
+    }
+
     fn json(&self) -> serde_json::Value {
         json!({
             "virtual_servers": self.virtual_servers,
@@ -166,6 +339,16 @@ impl Figures {
             "rss_anon_kib_after_start": self.start_memory.anon_kib,
             "rss_kib_after_reload": self.reload_memory.rss_kib,
             "rss_anon_kib_after_reload": self.reload_memory.anon_kib,
+            "health_checks": {
+                "kind": "tcp",
+                "interval_seconds": HEALTH_INTERVAL.as_secs_f64(),
+                "window_seconds": self.checked.window.as_secs_f64(),
+                "checks_per_second": self.checked.checks_per_second(),
+                "expected_checks_per_second": self.expected_checks_per_second(),
+                "daemon_cpu_share": self.checked.cpu_share(),
+                "rss_kib": self.checked.memory.rss_kib,
+                "rss_anon_kib": self.checked.memory.anon_kib,
+            },
             "targets": { "reload_seconds": 1.0, "rss_mib": 50 },
         })
     }
@@ -174,7 +357,9 @@ impl Figures {
         let mib = |kib: u64| kib as f64 / 1024.0;
         let mut text = format!(
             "## The daemon at scale\n\n`lb-daemon run` with {} virtual servers × {BACKENDS} backends \
-             ({} backends, Maglev table 65537), health checks off, in a network namespace.\n\n\
+             ({} backends, Maglev table 65537) in a network namespace, health checks off; the \
+             rows \"while checking\" are of a second daemon of the same size checking every \
+             backend.\n\n\
              | measure | value | target |\n| --- | --- | --- |\n",
             self.virtual_servers, self.backends
         );
@@ -189,9 +374,23 @@ impl Figures {
             "| SIGHUP reload re-weighting one backend per virtual server | {:.3} s | < 1 s |",
             self.reload.as_secs_f64()
         );
+        let checked = &self.checked;
+        let _ = writeln!(
+            text,
+            "| while checking: TCP checks of every backend every {} s, completed per second | {:.0} (expected {:.0}) | |",
+            HEALTH_INTERVAL.as_secs(),
+            checked.checks_per_second(),
+            self.expected_checks_per_second()
+        );
+        let _ = writeln!(
+            text,
+            "| while checking: the daemon's CPU time, share of one CPU | {:.0}% | |",
+            100.0 * checked.cpu_share()
+        );
         for (when, m) in [
             ("after start", self.start_memory),
             ("after reload", self.reload_memory),
+            ("while checking", checked.memory),
         ] {
             let _ = writeln!(
                 text,
