@@ -336,7 +336,7 @@ fn metrics_are_served_in_text_format() {
         "# TYPE lb_vip_packets_total counter",
         r#"lb_vip_packets_total{vip="192.0.2.10",port="80",protocol="tcp"} 1500"#,
         r#"lb_backend_up{virtual_server="web",backend="10.0.0.13"} 0"#,
-        r#"lb_health_checks_total{backend="10.0.0.11",result="success",virtual_server="web"} 1"#,
+        r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.11",result="success"} 1"#,
         r#"lb_vrrp_state{instance="VI_1",state="master"} 1"#,
     ] {
         assert!(
