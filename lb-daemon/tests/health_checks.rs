@@ -731,7 +731,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         let (tx, mut reports) = mpsc::channel(64);
         let mut supervisor = Supervisor::new(tx);
         supervisor.sync(vec![http_target(addr, "api"), http_target(silent, "slow")]);
-        assert_eq!(supervisor.targets_checked().count(), 2);
+        assert_eq!(supervisor.targets_checked().len(), 2);
 
         let deadline = Instant::now() + Duration::from_secs(5);
         // The silent backend times out and goes down after two timeouts.
@@ -789,7 +789,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         let mut none = http_target(addr, "none");
         none.check.kind = HealthCheckKind::None;
         supervisor.sync(vec![none]);
-        assert_eq!(supervisor.targets_checked().count(), 0);
+        assert_eq!(supervisor.targets_checked().len(), 0);
         assert_eq!(supervisor.health("none", LOCALHOST), Health::Up);
         supervisor.shutdown().await;
     });

@@ -85,7 +85,7 @@ fn release_free_memory() {
     }
 }
 
-/// Health reports waiting to be applied before checkers wait.
+/// Health reports waiting to be applied before the checks wait.
 const REPORT_QUEUE: usize = 1024;
 
 struct Daemon {

@@ -1,20 +1,23 @@
 //! Health checks of the backends (DESIGN.md §4 `[virtual_server.health_check]`).
 //!
 //! ```text
-//!   Config ──Supervisor::targets──▶ Vec<Target> ──Supervisor::sync──▶ one task per target
-//!                                                                        │ probe every interval (±10%)
+//!   Config ──Supervisor::targets──▶ Vec<Target> ──Supervisor::sync──▶ one group per virtual server
+//!                                                                      and check, one task each
+//!                                                                        │ probe each member every interval (±10%)
 //!                                                                        │ RiseFall::record
 //!   daemon ◀──────────────── mpsc::Sender<Report> ◀──────────────────────┘
 //! ```
 //!
-//! - [`Supervisor`] owns one checker task per [`Target`] (a backend of a
-//!   virtual server whose check kind is not `none`), starts, stops and
-//!   restarts them on [`Supervisor::sync`], and answers
-//!   [`Supervisor::health`].
-//! - Each checker waits a random offset within its interval
-//!   ([`jitter`]), then probes ([`probe`]) every interval ±10%, measured
-//!   start to start; every result goes out as a [`Report`], whose
-//!   `changed` is set when the result flipped the backend's health.
+//! - [`Supervisor`] keeps the checked backends ([`Target`]s: backends of
+//!   virtual servers whose check kind is not `none`) in groups, one per
+//!   virtual server and check ([`group`]); it adds, removes and replaces
+//!   members on [`Supervisor::sync`] and answers [`Supervisor::health`].
+//! - A group's task checks each member after a random offset within its
+//!   interval ([`jitter`]), then every interval ±10%, measured start to
+//!   start, with [`probe`]; every result goes out as a [`Report`], whose
+//!   `changed` is set when the result flipped the backend's health. An
+//!   idle member is a few dozen bytes: 100,000 checked backends cost the
+//!   daemon megabytes, not a task each.
 //! - [`state::RiseFall`] is the pure rise/fall counter: a new backend is
 //!   **Up** and goes Down after `fall` consecutive failures; a Down one
 //!   comes back Up after `rise` consecutive successes.
@@ -24,9 +27,10 @@
 //!   is killed on timeout). Each is bounded by the check's timeout and
 //!   fails with a typed [`Failure`].
 //!
-//! Checker tasks only send reports; the daemon decides what a change does
-//! to the maps. Backends without a checker (kind `none`, or unknown) are
-//! always Up.
+//! Group tasks only send reports; the daemon decides what a change does
+//! to the maps. Backends that are not checked (kind `none`, or unknown)
+//! are always Up.
+mod group;
 pub mod http;
 pub mod jitter;
 pub mod probe;
@@ -34,14 +38,10 @@ mod result;
 pub mod state;
 pub mod tls;
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use group::{Group, Member};
+use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use result::{CheckResult, Failure};
 pub use state::RiseFall;
@@ -51,7 +51,7 @@ use crate::{
     status::Health,
 };
 
-/// Shortest interval a checker runs at, whatever it is given (the config
+/// Shortest interval a check runs at, whatever it is given (the config
 /// validates intervals as positive; this only keeps a zero from spinning).
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -66,7 +66,7 @@ pub struct Target {
     pub check: HealthCheck,
 }
 
-/// The result of one check, sent by the checker after every check.
+/// The result of one check, sent by its group after every check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     pub virtual_server: String,
@@ -78,37 +78,41 @@ pub struct Report {
     pub changed: Option<Health>,
 }
 
-/// Identifies a checker: (virtual server, backend address).
+/// Identifies a checked backend: (virtual server, backend address).
 type Key = (String, IpAddr);
 
-/// The running checkers.
+/// The running groups of checks.
 ///
 /// Must be used inside a tokio runtime (with time, I/O and process
 /// drivers): [`Supervisor::sync`] spawns tasks on it. Dropping the
-/// supervisor stops every checker, as [`Supervisor::shutdown`] does
-/// without waiting.
+/// supervisor stops every check, as [`Supervisor::shutdown`] does without
+/// waiting.
 #[derive(Debug)]
 pub struct Supervisor {
     reports: mpsc::Sender<Report>,
-    checkers: HashMap<Key, Checker>,
+    /// By virtual server: its groups, one per distinct check (one, unless
+    /// targets were given different checks).
+    groups: HashMap<String, Vec<Running>>,
+    /// The generation of the next member.
+    generation: u64,
 }
 
+/// A group and its task.
 #[derive(Debug)]
-struct Checker {
-    /// Shared with the checker's task.
-    target: Arc<Target>,
-    state: Arc<Mutex<RiseFall>>,
+struct Running {
+    group: Arc<Group>,
     task: JoinHandle<()>,
 }
 
 impl Supervisor {
-    /// A supervisor without checkers; reports go to `reports`. A checker
-    /// waits while the channel is full (its next check is delayed, none is
-    /// lost), and stops when the receiver is gone.
+    /// A supervisor without checks; reports go to `reports`. A group's
+    /// task waits while the channel is full (its next checks are delayed,
+    /// none is lost), and stops when the receiver is gone.
     pub fn new(reports: mpsc::Sender<Report>) -> Self {
         Self {
             reports,
-            checkers: HashMap::new(),
+            groups: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -130,19 +134,19 @@ impl Supervisor {
             .collect()
     }
 
-    /// Starts checkers for new targets, stops removed ones, restarts
-    /// changed ones; a target whose check did not change keeps its health
-    /// state and counters.
+    /// Starts checks of new targets, stops removed ones, restarts changed
+    /// ones; a target whose check did not change keeps its schedule, its
+    /// health state and its counters.
     ///
     /// A target identified by (virtual server, address) whose port or
-    /// check changed gets a new checker that keeps the backend's current
-    /// health and counts its streak afresh with the new rise and fall (a
+    /// check changed is checked afresh: it keeps the backend's current
+    /// health and counts its streak anew with the new rise and fall (a
     /// Down backend is not brought Up by a reload). Targets of kind `none`
-    /// get no checker. When one (virtual server, address) appears twice,
+    /// are not checked. When one (virtual server, address) appears twice,
     /// the last one counts.
     ///
     /// # Panics
-    /// Outside a tokio runtime (the checkers are spawned on it).
+    /// Outside a tokio runtime (group tasks are spawned on it).
     ///
     /// Returns the (virtual server, backend) pairs whose checks stopped.
     pub fn sync(&mut self, targets: Vec<Target>) -> Vec<(String, IpAddr)> {
@@ -152,142 +156,158 @@ impl Supervisor {
                 wanted.insert((target.virtual_server.clone(), target.address), target);
             }
         }
-        let mut old = std::mem::take(&mut self.checkers);
+        let mut stopped = Vec::new();
+        // The health of members whose port or check changed: they are
+        // checked afresh, in the group of their new check.
+        let mut moving: HashMap<Key, Health> = HashMap::new();
+        for (name, groups) in &self.groups {
+            for running in groups {
+                running.group.members().retain(|address, member| {
+                    let key = (name.clone(), *address);
+                    match wanted.get(&key) {
+                        Some(t) if t.check == running.group.check && t.port == member.port => true,
+                        Some(_) => {
+                            moving.insert(key, member.state.health());
+                            false
+                        }
+                        None => {
+                            stopped.push(key);
+                            false
+                        }
+                    }
+                });
+            }
+        }
         for (key, target) in wanted {
-            let checker = match old.remove(&key) {
-                Some(checker) if *checker.target == target => checker,
-                Some(checker) => {
-                    checker.task.abort();
-                    let health = lock(&checker.state).health();
+            let group = self.group_of(&target);
+            let mut members = group.members();
+            if members.contains_key(&target.address) {
+                continue;
+            }
+            let health = match moving.remove(&key) {
+                Some(health) => {
                     tracing::info!(
                         virtual_server = %target.virtual_server,
                         backend = %target.address,
                         ?health,
-                        "health check changed: restarting its checker"
+                        "health check changed: checking afresh"
                     );
-                    self.spawn(target, health)
+                    health
                 }
-                None => self.spawn(target, Health::Up),
+                None => Health::Up,
             };
-            self.checkers.insert(key, checker);
+            self.generation += 1;
+            let member = Member {
+                port: target.port,
+                state: RiseFall::with_health(target.check.rise, target.check.fall, health),
+                generation: self.generation,
+                scheduled: false,
+            };
+            members.insert(target.address, member);
         }
-        old.into_iter()
-            .map(|(key, checker)| {
-                checker.task.abort();
-                key
-            })
-            .collect()
+        self.settle();
+        stopped
+    }
+
+    /// The group of `target`'s virtual server and check, started if new.
+    fn group_of(&mut self, target: &Target) -> Arc<Group> {
+        let groups = self
+            .groups
+            .entry(target.virtual_server.clone())
+            .or_default();
+        if let Some(running) = groups.iter().find(|r| r.group.check == target.check) {
+            return Arc::clone(&running.group);
+        }
+        let group = Arc::new(Group::new(
+            target.virtual_server.clone(),
+            target.check.clone(),
+        ));
+        let task = tokio::spawn(group::run(Arc::clone(&group), self.reports.clone()));
+        groups.push(Running {
+            group: Arc::clone(&group),
+            task,
+        });
+        group
+    }
+
+    /// Stops groups left without members and wakes the others, whose
+    /// members may have changed.
+    fn settle(&mut self) {
+        for groups in self.groups.values_mut() {
+            groups.retain(|running| {
+                let empty = running.group.members().is_empty();
+                if empty {
+                    running.task.abort();
+                } else {
+                    running.group.changed.notify_one();
+                }
+                !empty
+            });
+        }
+        self.groups.retain(|_, groups| !groups.is_empty());
+    }
+
+    /// The member `backend` of `virtual_server`, if it is checked.
+    fn member(&self, virtual_server: &str, backend: IpAddr) -> Option<Member> {
+        self.groups
+            .get(virtual_server)?
+            .iter()
+            .find_map(|running| running.group.members().get(&backend).copied())
     }
 
     /// Whether `backend` of `virtual_server` is being checked.
     pub fn is_checked(&self, virtual_server: &str, backend: IpAddr) -> bool {
-        self.checkers
-            .contains_key(&(virtual_server.to_owned(), backend))
+        self.member(virtual_server, backend).is_some()
     }
 
-    fn spawn(&self, target: Target, health: Health) -> Checker {
-        let state = Arc::new(Mutex::new(RiseFall::with_health(
-            target.check.rise,
-            target.check.fall,
-            health,
-        )));
-        let target = Arc::new(target);
-        // No span per checker: with 100,000 of them it would cost tens of
-        // megabytes; the events name the backend instead.
-        let task = tokio::spawn(run(
-            Arc::clone(&target),
-            Arc::clone(&state),
-            self.reports.clone(),
-        ));
-        Checker {
-            target,
-            state,
-            task,
-        }
-    }
-
-    /// The health of `backend` in `virtual_server`: Up when it has no
-    /// checker (kind `none`, or not a target).
+    /// The health of `backend` in `virtual_server`: Up when it is not
+    /// checked (kind `none`, or not a target).
     pub fn health(&self, virtual_server: &str, backend: IpAddr) -> Health {
-        self.checkers
-            .get(&(virtual_server.to_owned(), backend))
-            .map_or(Health::Up, |checker| lock(&checker.state).health())
+        self.member(virtual_server, backend)
+            .map_or(Health::Up, |member| member.state.health())
     }
 
     /// The targets being checked, in no particular order.
-    pub fn targets_checked(&self) -> impl Iterator<Item = &Target> {
-        self.checkers.values().map(|checker| &*checker.target)
+    pub fn targets_checked(&self) -> Vec<Target> {
+        self.groups
+            .values()
+            .flatten()
+            .flat_map(|running| {
+                let group = &running.group;
+                let members: Vec<(IpAddr, Option<u16>)> = group
+                    .members()
+                    .iter()
+                    .map(|(address, member)| (*address, member.port))
+                    .collect();
+                members
+                    .into_iter()
+                    .map(|(address, port)| group.target(address, port))
+            })
+            .collect()
     }
 
-    /// Stops every checker and waits until they are gone (commands of
-    /// exec checks killed).
+    /// Stops every check and waits until the group tasks are gone
+    /// (commands of exec checks killed: a probe in flight is dropped with
+    /// its task).
     pub async fn shutdown(mut self) {
-        let checkers = std::mem::take(&mut self.checkers);
-        for checker in checkers.values() {
-            checker.task.abort();
+        let groups = std::mem::take(&mut self.groups);
+        let running: Vec<Running> = groups.into_values().flatten().collect();
+        for r in &running {
+            r.task.abort();
         }
-        for checker in checkers.into_values() {
-            // Cancelled is the expected outcome; a checker that panicked
-            // has nothing left to clean up either.
-            let _ = checker.task.await;
+        for r in running {
+            // Cancelled is the expected outcome; a task that panicked has
+            // nothing left to clean up either.
+            let _ = r.task.await;
         }
     }
 }
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        for checker in self.checkers.values() {
-            checker.task.abort();
+        for running in self.groups.values().flatten() {
+            running.task.abort();
         }
-    }
-}
-
-fn lock(state: &Mutex<RiseFall>) -> MutexGuard<'_, RiseFall> {
-    // The counter is always consistent: a panic elsewhere cannot have
-    // left it half-updated.
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A checker: probe, record, report, forever (until aborted or the
-/// receiver of reports is gone).
-async fn run(target: Arc<Target>, state: Arc<Mutex<RiseFall>>, reports: mpsc::Sender<Report>) {
-    let interval = target.check.interval.max(MIN_INTERVAL);
-    tokio::time::sleep(jitter::first_delay(interval, jitter::random_unit())).await;
-    loop {
-        let started = Instant::now();
-        // Boxed: the probe's state (an HTTPS exchange is about 13 KB) is
-        // then held only while it runs, not by every idle checker; with
-        // 100,000 checkers that is the difference between tens of
-        // megabytes and more than a gigabyte.
-        let result = Box::pin(probe::probe(&target)).await;
-        let duration = started.elapsed();
-        let (changed, streak) = {
-            let mut state = lock(&state);
-            let changed = state.record(result.is_success());
-            (changed, state.streak())
-        };
-        let (virtual_server, backend) = (&target.virtual_server, target.address);
-        match changed {
-            Some(health) => {
-                tracing::info!(%virtual_server, %backend, ?health, %result, "backend health changed");
-            }
-            None => tracing::debug!(%virtual_server, %backend, %result, streak, "health check"),
-        }
-        // The report is made once the channel has room, so that an idle
-        // checker's state does not hold one.
-        let Ok(permit) = reports.reserve().await else {
-            tracing::debug!(%virtual_server, %backend, "report receiver gone: checker stops");
-            return;
-        };
-        permit.send(Report {
-            virtual_server: virtual_server.clone(),
-            backend,
-            result,
-            duration,
-            changed,
-        });
-        let next = started + jitter::next_delay(interval, jitter::random_unit());
-        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -341,20 +361,40 @@ address = "10.0.0.21"
         }
     }
 
-    /// An idle checker holds its task's state for the whole life of the
-    /// daemon, one per checked backend: it must not carry the state of a
-    /// probe (an HTTPS exchange alone is about 13 KB, which made 100,000
-    /// checkers take 1.5 GB).
+    /// An idle checked backend is a group member and one due time on its
+    /// group's schedule, for the whole life of the daemon: no task, and
+    /// no probe state (an HTTPS exchange alone is about 13 KB; a task per
+    /// backend holding one made 100,000 checked backends take 1.5 GB).
     #[test]
-    fn an_idle_checker_is_small() {
-        let config =
-            crate::config::parse(&one_backend_and(MORE), "test.toml").expect("valid config");
-        let target = Supervisor::targets(&config).remove(0);
-        let state = Arc::new(Mutex::new(RiseFall::with_health(2, 3, Health::Up)));
-        let (reports, _) = mpsc::channel(1);
-        let checker = run(Arc::new(target), state, reports);
-        let size = std::mem::size_of_val(&checker);
-        assert!(size <= 512, "an idle checker holds {size} bytes");
+    fn an_idle_checked_backend_is_small() {
+        let member = std::mem::size_of::<(IpAddr, Member)>();
+        let due = std::mem::size_of::<group::Due>();
+        assert!(member + due <= 128, "{member} + {due} bytes");
+    }
+
+    /// One task checks every member of a group, each once per interval.
+    #[tokio::test]
+    async fn one_group_checks_all_its_backends() {
+        let (tx, mut rx) = mpsc::channel(256);
+        let mut supervisor = Supervisor::new(tx);
+        let targets: Vec<Target> = (1..=20)
+            .map(|i| target("web", &format!("10.0.0.{i}"), 50))
+            .collect();
+        supervisor.sync(targets.clone());
+        assert_eq!(supervisor.groups["web"].len(), 1, "one check, one group");
+        let mut checks: HashMap<IpAddr, u32> = HashMap::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while checks.len() < targets.len() || checks.values().any(|&n| n < 2) {
+                let report = rx.recv().await.expect("channel open");
+                *checks.entry(report.backend).or_default() += 1;
+            }
+        })
+        .await
+        .expect("every backend checked twice in time");
+        for target in &targets {
+            assert_eq!(supervisor.health("web", target.address), Health::Down);
+        }
+        supervisor.shutdown().await;
     }
 
     fn target(vs: &str, address: &str, interval_ms: u64) -> Target {
@@ -383,7 +423,7 @@ address = "10.0.0.21"
         let mut none = target("web", "10.0.0.3", 20);
         none.check.kind = HealthCheckKind::None;
         supervisor.sync(vec![a.clone(), b.clone(), none.clone()]);
-        assert_eq!(supervisor.targets_checked().count(), 2);
+        assert_eq!(supervisor.targets_checked().len(), 2);
         // `false` with fall 1: both go down on their first check.
         let mut down = Vec::new();
         while down.len() < 2 {
@@ -409,17 +449,17 @@ address = "10.0.0.21"
             command: vec!["true".into()],
         };
         let c = target("web", "10.0.0.4", 20);
-        let a_task = supervisor.checkers[&("web".to_owned(), a.address)]
-            .task
-            .id();
+        let generation = |s: &Supervisor, address| s.member("web", address).map(|m| m.generation);
+        let a_generation = generation(&supervisor, a.address);
+        let b_generation = generation(&supervisor, b.address);
         supervisor.sync(vec![a.clone(), b2.clone(), c.clone()]);
         assert_eq!(
-            supervisor.checkers[&("web".to_owned(), a.address)]
-                .task
-                .id(),
-            a_task,
-            "an unchanged target keeps its checker"
+            generation(&supervisor, a.address),
+            a_generation,
+            "an unchanged target keeps its schedule and state"
         );
+        assert_ne!(generation(&supervisor, b.address), b_generation);
+        assert_eq!(supervisor.groups["web"].len(), 2, "b's new check");
         // b keeps its Down verdict across the restart until it rises.
         assert_eq!(supervisor.health("web", b.address), Health::Down);
         assert_eq!(supervisor.health("web", a.address), Health::Down);
@@ -438,10 +478,15 @@ address = "10.0.0.21"
 
         // Remove everything but c.
         supervisor.sync(vec![c.clone()]);
-        assert_eq!(supervisor.targets_checked().collect::<Vec<_>>(), [&c]);
+        assert_eq!(supervisor.targets_checked(), vec![c.clone()]);
+        assert_eq!(
+            supervisor.groups["web"].len(),
+            1,
+            "a group without members stops"
+        );
         assert_eq!(supervisor.health("web", a.address), Health::Up);
         supervisor.shutdown().await;
-        // Every checker is gone, so the channel closes once drained.
+        // Every group is gone, so the channel closes once drained.
         tokio::time::timeout(Duration::from_secs(5), async {
             while rx.recv().await.is_some() {}
         })
