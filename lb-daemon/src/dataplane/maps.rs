@@ -69,12 +69,10 @@ fn sum_traffic(values: &aya::maps::PerCpuValues<Traffic>) -> Traffic {
     values.iter().fold(Traffic::default(), |a, c| a.plus(*c))
 }
 
-/// Per-CPU values, one per possible CPU: `first` for the first CPU, zero
-/// for the others.
-fn on_first_cpu(first: Traffic) -> Result<aya::maps::PerCpuValues<Traffic>> {
-    let cpus = aya::util::nr_cpus()
-        .map_err(|(path, error)| Error::Invalid(format!("reading {path}: {error}")))?;
-    let mut values = vec![Traffic::default(); cpus];
+/// Per-CPU values, one per possible CPU (`cpus`): `first` for the first
+/// CPU, zero for the others.
+fn on_first_cpu(first: Traffic, cpus: usize) -> Result<aya::maps::PerCpuValues<Traffic>> {
+    let mut values = vec![Traffic::default(); cpus.max(1)];
     values[0] = first;
     aya::maps::PerCpuValues::try_from(values)
         .map_err(|error| Error::Invalid(format!("per-CPU values: {error}")))
@@ -90,6 +88,8 @@ pub struct BpfMaps {
     stats: PerCpuArray<MapData, Stats>,
     /// Backends' entries, then virtual servers' (`names::TRAFFIC`).
     traffic: PerCpuArray<MapData, Traffic>,
+    /// Possible CPUs: the values of a per-CPU entry.
+    cpus: usize,
 }
 
 impl BpfMaps {
@@ -111,6 +111,8 @@ impl BpfMaps {
             vip_filter: typed(&mut take, names::VIP_FILTER)?,
             stats: typed(&mut take, names::STATS)?,
             traffic: typed(&mut take, names::TRAFFIC)?,
+            cpus: aya::util::nr_cpus()
+                .map_err(|(path, error)| Error::Invalid(format!("reading {path}: {error}")))?,
         })
     }
 
@@ -154,7 +156,7 @@ impl BpfMaps {
     /// Sets `TRAFFIC` entry `entry` to `traffic` (on the first CPU).
     fn set_traffic_entry(&mut self, entry: u32, traffic: Traffic) -> Result<()> {
         self.traffic
-            .set(entry, on_first_cpu(traffic)?, 0)
+            .set(entry, on_first_cpu(traffic, self.cpus)?, 0)
             .map_err(map_err(names::TRAFFIC))
     }
 
