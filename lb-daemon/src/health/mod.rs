@@ -372,6 +372,50 @@ address = "10.0.0.21"
         assert!(member + due <= 128, "{member} + {due} bytes");
     }
 
+    /// A backend whose port changed is checked afresh on the new port in
+    /// the same group, keeping its verdict; results of the old port that
+    /// were still in flight are not reported.
+    #[tokio::test]
+    async fn a_new_port_is_checked_afresh_with_the_old_verdict() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut supervisor = Supervisor::new(tx);
+        let mut a = target("web", "10.0.0.1", 20);
+        supervisor.sync(vec![a.clone()]);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while rx.recv().await.expect("channel open").changed != Some(Health::Down) {}
+        })
+        .await
+        .expect("a goes down in time");
+        let before = supervisor.member("web", a.address).expect("checked");
+
+        a.port = Some(8080);
+        // `true` with rise 1 would bring it up at once: the verdict must
+        // come from a check, not from the reload.
+        a.check.kind = HealthCheckKind::Exec {
+            command: vec!["true".into()],
+        };
+        assert_eq!(supervisor.sync(vec![a.clone()]), vec![]);
+        let after = supervisor.member("web", a.address).expect("still checked");
+        assert_eq!(
+            (after.port, after.state.health()),
+            (Some(8080), Health::Down)
+        );
+        assert_ne!(after.generation, before.generation);
+        assert_eq!(supervisor.targets_checked(), vec![a.clone()]);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let report = rx.recv().await.expect("channel open");
+                if report.result == CheckResult::Success {
+                    assert_eq!(report.changed, Some(Health::Up));
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("a comes up under its new check");
+        supervisor.shutdown().await;
+    }
+
     /// One task checks every member of a group, each once per interval.
     #[tokio::test]
     async fn one_group_checks_all_its_backends() {
