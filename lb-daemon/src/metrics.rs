@@ -314,6 +314,10 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(%error, "encoding metrics");
         }
+        // With 100,000 backends the families are hundreds of megabytes of
+        // small allocations.
+        drop(families);
+        crate::memory::release_free_memory();
         String::from_utf8(out).unwrap_or_else(|error| {
             // Labels come from Rust strings: always UTF-8.
             String::from_utf8_lossy(error.as_bytes()).into_owned()

@@ -16,6 +16,8 @@
 //!   after the first (by then every checker has started). The backends
 //!   are a listener in the gateway namespace, where all of 10.0.0.0/8 is
 //!   local, that accepts and closes every connection and counts them.
+//!   Then one Prometheus scrape of that daemon: its size, how long it
+//!   took and the daemon's memory after it (and its peak, `VmHWM`).
 //!
 //! Writes `daemon-scale.{json,md}` into DIR (default `bench/results`).
 //! Runs as root with the release `lb-daemon` next to this binary (or
@@ -97,6 +99,19 @@ struct Checked {
     cpu: Duration,
     /// At the end of the window.
     memory: Memory,
+    scrape: Scrape,
+}
+
+/// One `GET /metrics` of the health-checking daemon.
+struct Scrape {
+    bytes: usize,
+    /// Sample lines.
+    samples: usize,
+    duration: Duration,
+    /// Right after it.
+    memory: Memory,
+    /// The daemon's peak resident memory so far (`VmHWM`).
+    peak_kib: u64,
 }
 
 impl Checked {
@@ -176,15 +191,46 @@ fn measure_health_checks(
     std::thread::sleep(HEALTH_INTERVAL);
     let (accepted, cpu, started) = (backends.accepted(), cpu_time(pid)?, Instant::now());
     std::thread::sleep(HEALTH_INTERVAL);
+    let (accepted, cpu, window, memory_now) = (
+        backends.accepted() - accepted,
+        cpu_time(pid)?.saturating_sub(cpu),
+        started.elapsed(),
+        memory(pid)?,
+    );
+    let scrape = scrape(lb, pid)?;
     let checked = Checked {
-        accepted: backends.accepted() - accepted,
-        cpu: cpu_time(pid)?.saturating_sub(cpu),
-        window: started.elapsed(),
-        memory: memory(pid)?,
+        accepted,
+        cpu,
+        window,
+        memory: memory_now,
+        scrape,
     };
     stop(daemon)?;
     backends.stop()?;
     Ok(checked)
+}
+
+/// One Prometheus scrape of the daemon `pid` (default metrics address).
+fn scrape(lb: &Netns, pid: u32) -> anyhow::Result<Scrape> {
+    let started = Instant::now();
+    let reply = lb_lab::http_request(
+        lb,
+        (Ipv4Addr::LOCALHOST, 9100).into(),
+        "GET",
+        "/metrics",
+        TIMEOUT,
+    )?;
+    let duration = started.elapsed();
+    if reply.status != 200 {
+        bail!("GET /metrics: status {}", reply.status);
+    }
+    Ok(Scrape {
+        bytes: reply.body.len(),
+        samples: reply.body.lines().filter(|l| !l.starts_with('#')).count(),
+        duration,
+        memory: memory(pid)?,
+        peak_kib: status_field(pid, "VmHWM:")?,
+    })
 }
 
 /// TCP checks every [`HEALTH_INTERVAL`], as TOML lines.
@@ -289,22 +335,24 @@ fn config_text(virtual_servers: usize, generation: u32) -> String {
 }
 
 fn memory(pid: u32) -> anyhow::Result<Memory> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .context("malformed status line")?
-            .parse()?)
-    };
     Ok(Memory {
-        rss_kib: field("VmRSS:")?,
-        anon_kib: field("RssAnon:")?,
+        rss_kib: status_field(pid, "VmRSS:")?,
+        anon_kib: status_field(pid, "RssAnon:")?,
     })
+}
+
+/// Field `name` (kB) of `/proc/pid/status`.
+fn status_field(pid: u32, name: &str) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed status line")?
+        .parse()?)
 }
 
 fn daemon_binary() -> anyhow::Result<PathBuf> {
@@ -348,6 +396,13 @@ impl Figures {
                 "daemon_cpu_share": self.checked.cpu_share(),
                 "rss_kib": self.checked.memory.rss_kib,
                 "rss_anon_kib": self.checked.memory.anon_kib,
+                "scrape": {
+                    "bytes": self.checked.scrape.bytes,
+                    "samples": self.checked.scrape.samples,
+                    "seconds": self.checked.scrape.duration.as_secs_f64(),
+                    "rss_kib_after": self.checked.scrape.memory.rss_kib,
+                    "peak_rss_kib": self.checked.scrape.peak_kib,
+                },
             },
             "targets": { "reload_seconds": 1.0, "rss_mib": 50 },
         })
@@ -387,10 +442,19 @@ impl Figures {
             "| while checking: the daemon's CPU time, share of one CPU | {:.0}% | |",
             100.0 * checked.cpu_share()
         );
+        let scrape = &checked.scrape;
+        let _ = writeln!(
+            text,
+            "| while checking: one Prometheus scrape | {:.0} MB, {} samples, {:.2} s | |",
+            scrape.bytes as f64 / 1e6,
+            scrape.samples,
+            scrape.duration.as_secs_f64()
+        );
         for (when, m) in [
             ("after start", self.start_memory),
             ("after reload", self.reload_memory),
             ("while checking", checked.memory),
+            ("right after the scrape", scrape.memory),
         ] {
             let _ = writeln!(
                 text,
@@ -399,6 +463,11 @@ impl Figures {
                 mib(m.anon_kib)
             );
         }
+        let _ = writeln!(
+            text,
+            "| peak resident memory of the checking daemon (VmHWM, the scrape included) | {:.1} MiB | |",
+            mib(scrape.peak_kib)
+        );
         text.push_str(
             "\nThe rings live in the kernel's `RINGS` map (4 bytes per slot); the daemon maps only \
              the pages it writes, while it writes them, so they are not part of its resident memory.\n",

@@ -70,19 +70,9 @@ pub async fn run(path: &Path, config: Config) -> Result<()> {
         servers,
     };
     daemon.track_virtual_servers();
-    release_free_memory();
+    crate::memory::release_free_memory();
     daemon.serve(reports).await?;
     daemon.stop().await
-}
-
-/// Gives the memory that parsing a config and building its tables used,
-/// and freed, back to the system, so that the resident size reflects what
-/// the daemon holds (glibc keeps freed heap otherwise).
-fn release_free_memory() {
-    // SAFETY: malloc_trim has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Health reports waiting to be applied before the checks wait.
@@ -200,7 +190,7 @@ impl Daemon {
             error!("applying health after reload: {error:#}");
         }
         self.track_virtual_servers();
-        release_free_memory();
+        crate::memory::release_free_memory();
         info!("reload complete");
     }
 

@@ -14,20 +14,25 @@
 //! moved on).
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, VecDeque},
     net::IpAddr,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use futures_util::{StreamExt as _, stream::FuturesUnordered};
+use futures_util::{
+    FutureExt as _, StreamExt as _,
+    future::{AbortHandle, abortable},
+    stream::FuturesUnordered,
+};
 use tokio::{
     sync::{Notify, mpsc},
     time::Instant,
 };
 
-use super::{CheckResult, MIN_INTERVAL, Report, RiseFall, Target, jitter, probe};
+use super::{CheckResult, Failure, MIN_INTERVAL, Report, RiseFall, Target, jitter, probe};
 use crate::config::HealthCheck;
 
 /// One checked backend.
@@ -83,46 +88,106 @@ impl Group {
 /// A due check: when, of whom, of which generation.
 pub(super) type Due = Reverse<(Instant, IpAddr, u64)>;
 
-/// A probe in flight: its backend and generation, when it started, how
-/// long it took and its result.
-type Probe = Pin<Box<dyn Future<Output = (IpAddr, u64, Instant, Duration, CheckResult)> + Send>>;
+/// A probe that finished: its backend and generation, when it started,
+/// how long it took and its result.
+pub(super) struct Done {
+    pub address: IpAddr,
+    pub generation: u64,
+    pub started: Instant,
+    pub duration: Duration,
+    pub result: CheckResult,
+}
+
+/// A probe in flight; `None` when it was aborted (its member went away or
+/// was replaced).
+type Probe = Pin<Box<dyn Future<Output = Option<Done>> + Send>>;
+
+/// A recorded result waiting for room in the report channel, and when its
+/// member's next check is due once it is sent.
+struct Unsent {
+    report: Report,
+    generation: u64,
+    next: Instant,
+}
 
 /// Checks the members of `group`, each every interval (±10%, start to
 /// start) after a random first delay, records each result in its state and
 /// sends it as a [`Report`]; runs until aborted or until the receiver of
 /// reports is gone.
+///
+/// A full report channel delays the next check of the members whose
+/// reports wait (each has at most one waiting), and loses none; probes
+/// in flight and other members' checks go on meanwhile, so a slow
+/// receiver never makes a probe overrun its timeout.
 pub async fn run(group: Arc<Group>, reports: mpsc::Sender<Report>) {
     let interval = group.check.interval.max(MIN_INTERVAL);
     let mut schedule: BinaryHeap<Due> = BinaryHeap::new();
     let mut running: FuturesUnordered<Probe> = FuturesUnordered::new();
-    let mut newcomers = true;
+    let mut in_flight: HashMap<IpAddr, (u64, AbortHandle)> = HashMap::new();
+    let mut unsent: VecDeque<Unsent> = VecDeque::new();
+    let mut changed = true;
     loop {
-        if newcomers {
+        if changed {
             schedule_newcomers(&group, &mut schedule, interval);
-            newcomers = false;
+            abort_stale(&group, &mut in_flight);
+            changed = false;
         }
         let next = schedule.peek().map(|Reverse((at, _, _))| *at);
         tokio::select! {
-            () = group.changed.notified() => newcomers = true,
-            Some((address, generation, started, duration, result)) = running.next(),
-                if !running.is_empty() =>
-            {
-                let Some(report) = record(&group, address, generation, duration, result) else {
-                    continue;
-                };
-                let Ok(permit) = reports.reserve().await else {
+            () = group.changed.notified() => changed = true,
+            Some(done) = running.next(), if !running.is_empty() => {
+                let Some(done) = done else { continue };
+                if in_flight.get(&done.address).is_some_and(|(g, _)| *g == done.generation) {
+                    in_flight.remove(&done.address);
+                }
+                let next = done.started + jitter::next_delay(interval, jitter::random_unit());
+                let generation = done.generation;
+                if let Some(report) = record(&group, done) {
+                    unsent.push_back(Unsent { report, generation, next });
+                }
+            }
+            permit = reports.reserve(), if !unsent.is_empty() => {
+                let Ok(permit) = permit else {
                     tracing::debug!(virtual_server = %group.virtual_server, "report receiver gone: checks stop");
                     return;
                 };
-                permit.send(report);
-                let at = started + jitter::next_delay(interval, jitter::random_unit());
-                schedule.push(Reverse((at, address, generation)));
+                let Some(Unsent { report, generation, next }) = unsent.pop_front() else {
+                    continue;
+                };
+                // A member replaced or removed meanwhile has moved on: its
+                // old result is not news, and its successor has its own
+                // schedule.
+                if is_current(&group, report.backend, generation) {
+                    let address = report.backend;
+                    permit.send(report);
+                    schedule.push(Reverse((next, address, generation)));
+                }
             }
             () = sleep_until(next), if next.is_some() => {
-                start_due(&group, &mut schedule, &mut running);
+                start_due(&group, &mut schedule, &mut running, &mut in_flight);
             }
         }
     }
+}
+
+/// Whether `address` is still the member of generation `generation`.
+pub(super) fn is_current(group: &Group, address: IpAddr, generation: u64) -> bool {
+    group
+        .members()
+        .get(&address)
+        .is_some_and(|m| m.generation == generation)
+}
+
+/// Aborts the probes of members that went away or were replaced (an exec
+/// check's command is killed with its probe).
+fn abort_stale(group: &Group, in_flight: &mut HashMap<IpAddr, (u64, AbortHandle)>) {
+    in_flight.retain(|address, (generation, handle)| {
+        let current = is_current(group, *address, *generation);
+        if !current {
+            handle.abort();
+        }
+        current
+    });
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -146,7 +211,12 @@ fn schedule_newcomers(group: &Group, schedule: &mut BinaryHeap<Due>, interval: D
 
 /// Starts the probes of the members due by now; drops due times of
 /// members gone or replaced.
-fn start_due(group: &Group, schedule: &mut BinaryHeap<Due>, running: &mut FuturesUnordered<Probe>) {
+fn start_due(
+    group: &Group,
+    schedule: &mut BinaryHeap<Due>,
+    running: &mut FuturesUnordered<Probe>,
+    in_flight: &mut HashMap<IpAddr, (u64, AbortHandle)>,
+) {
     let now = Instant::now();
     let members = group.members();
     while let Some(Reverse((at, address, generation))) = schedule.peek().copied() {
@@ -161,23 +231,36 @@ fn start_due(group: &Group, schedule: &mut BinaryHeap<Due>, running: &mut Future
             continue;
         }
         let target = group.target(address, member.port);
-        running.push(Box::pin(async move {
+        let (probe, handle) = abortable(async move {
             let started = Instant::now();
-            let result = probe::probe(&target).await;
-            (address, generation, started, started.elapsed(), result)
-        }));
+            // A panic in a probe fails that check, not the group's task.
+            let result = AssertUnwindSafe(probe::probe(&target))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Failure::Internal("the probe panicked".into()).into());
+            Done {
+                address,
+                generation,
+                started,
+                duration: started.elapsed(),
+                result,
+            }
+        });
+        in_flight.insert(address, (generation, handle));
+        running.push(Box::pin(probe.map(Result::ok)));
     }
 }
 
 /// Records a result in its member's state; the report to send, unless the
 /// member went away or was replaced while the probe ran.
-fn record(
-    group: &Group,
-    address: IpAddr,
-    generation: u64,
-    duration: Duration,
-    result: CheckResult,
-) -> Option<Report> {
+pub(super) fn record(group: &Group, done: Done) -> Option<Report> {
+    let Done {
+        address,
+        generation,
+        duration,
+        result,
+        ..
+    } = done;
     let (changed, streak) = {
         let mut members = group.members();
         let member = members

@@ -105,9 +105,10 @@ struct Running {
 }
 
 impl Supervisor {
-    /// A supervisor without checks; reports go to `reports`. A group's
-    /// task waits while the channel is full (its next checks are delayed,
-    /// none is lost), and stops when the receiver is gone.
+    /// A supervisor without checks; reports go to `reports`. A backend
+    /// whose report waits for room in the channel is not checked again
+    /// until it is sent (none is lost); other checks go on. A group's
+    /// task stops when the receiver is gone.
     pub fn new(reports: mpsc::Sender<Report>) -> Self {
         Self {
             reports,
@@ -372,9 +373,9 @@ address = "10.0.0.21"
         assert!(member + due <= 128, "{member} + {due} bytes");
     }
 
-    /// A backend whose port changed is checked afresh on the new port in
-    /// the same group, keeping its verdict; results of the old port that
-    /// were still in flight are not reported.
+    /// A backend whose port and check changed is checked afresh under
+    /// the new check, keeping its verdict until a check of the new kind
+    /// changes it.
     #[tokio::test]
     async fn a_new_port_is_checked_afresh_with_the_old_verdict() {
         let (tx, mut rx) = mpsc::channel(64);
@@ -413,6 +414,75 @@ address = "10.0.0.21"
         })
         .await
         .expect("a comes up under its new check");
+        supervisor.shutdown().await;
+    }
+
+    /// A receiver that falls behind delays checks but does not stall the
+    /// probes in flight: each is timed (and bounded by its timeout) as it
+    /// runs, not as long as nobody read, and none is lost.
+    #[tokio::test]
+    async fn a_full_report_channel_does_not_stall_probes() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut supervisor = Supervisor::new(tx);
+        let targets: Vec<Target> = (1..=4)
+            .map(|i| {
+                let mut t = target("web", &format!("10.0.0.{i}"), 300);
+                t.check.kind = HealthCheckKind::Exec {
+                    command: vec!["sh".into(), "-c".into(), "sleep 0.1".into()],
+                };
+                t
+            })
+            .collect();
+        supervisor.sync(targets.clone());
+        // Nobody reads for three timeouts.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let mut seen: HashMap<IpAddr, u32> = HashMap::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while seen.len() < targets.len() {
+                let report = rx.recv().await.expect("channel open");
+                assert_eq!(report.result, CheckResult::Success, "{report:?}");
+                // A probe of 0.1 s, not the time nobody read.
+                assert!(report.duration < Duration::from_millis(600), "{report:?}");
+                *seen.entry(report.backend).or_default() += 1;
+            }
+        })
+        .await
+        .expect("every backend reported");
+        supervisor.shutdown().await;
+    }
+
+    /// A result is recorded and reported only for the member whose probe
+    /// it is: a replaced member's old result is dropped.
+    #[tokio::test]
+    async fn a_replaced_members_old_result_is_dropped() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut supervisor = Supervisor::new(tx);
+        let mut a = target("web", "10.0.0.1", 60_000);
+        supervisor.sync(vec![a.clone()]);
+        let old = supervisor.member("web", a.address).expect("checked");
+        a.port = Some(8080);
+        supervisor.sync(vec![a.clone()]);
+        let new = supervisor.member("web", a.address).expect("checked");
+        let group = Arc::clone(&supervisor.groups["web"][0].group);
+        assert!(!group::is_current(&group, a.address, old.generation));
+        assert!(group::is_current(&group, a.address, new.generation));
+        let done = |generation| group::Done {
+            address: a.address,
+            generation,
+            started: tokio::time::Instant::now(),
+            duration: Duration::from_millis(1),
+            result: Failure::Refused.into(),
+        };
+        assert_eq!(group::record(&group, done(old.generation)), None);
+        assert_eq!(
+            supervisor.member("web", a.address).unwrap().state,
+            new.state
+        );
+        let report = group::record(&group, done(new.generation)).expect("current");
+        assert_eq!(
+            (report.backend, report.changed),
+            (a.address, Some(Health::Down))
+        );
         supervisor.shutdown().await;
     }
 

@@ -52,6 +52,10 @@ pub enum Failure {
     /// TCP RST to the SYN, or ICMP port unreachable for a UDP probe.
     #[error("connection refused")]
     Refused,
+    /// The probe itself failed (a bug: it panicked); the check counts as
+    /// failed and the other checks go on.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// No route, host or network unreachable.
     #[error("unreachable: {0}")]
     Unreachable(String),

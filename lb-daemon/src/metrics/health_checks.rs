@@ -21,16 +21,19 @@ pub const BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// What one backend's checks came to. Counts of 32 bits: a backend
-/// checked every second takes 136 years to wrap one.
-#[derive(Clone, Debug, Default)]
+/// What one backend's checks came to, in counts of 32 bits: a backend
+/// checked every second wraps one in 136 years, every 10 ms in 497 days;
+/// Prometheus takes a wrap for a counter reset. The histogram's count is
+/// the sum of its buckets, so that a wrap never leaves a bucket above it.
+#[derive(Clone, Copy, Debug, Default)]
 struct Observed {
     /// Checks by result, in the order of [`CheckResult::LABELS`].
     results: [u32; CheckResult::LABELS.len()],
     /// Checks that took at most `BUCKETS[i]` and more than the bound
     /// before it (made cumulative when exported).
     buckets: [u32; BUCKETS.len()],
-    count: u32,
+    /// Checks that took longer than the last bound.
+    over: u32,
     /// Seconds.
     sum: f64,
 }
@@ -71,10 +74,11 @@ impl HealthChecks {
         };
         let observed = backends.entry(backend).or_default();
         observed.results[index] = observed.results[index].wrapping_add(1);
-        if let Some(bucket) = BUCKETS.iter().position(|&bound| seconds <= bound) {
-            observed.buckets[bucket] = observed.buckets[bucket].wrapping_add(1);
-        }
-        observed.count = observed.count.wrapping_add(1);
+        let slot = match BUCKETS.iter().position(|&bound| seconds <= bound) {
+            Some(bucket) => &mut observed.buckets[bucket],
+            None => &mut observed.over,
+        };
+        *slot = slot.wrapping_add(1);
         observed.sum += seconds;
     }
 
@@ -93,36 +97,78 @@ impl HealthChecks {
     /// backend, result; results seen only) and of
     /// `lb_health_check_duration_seconds` (virtual server, backend).
     pub fn samples(&self) -> (Vec<Sample>, Vec<Sample>) {
-        let virtual_servers = self.lock();
+        // Copied under the lock and formatted outside it, so that a scrape
+        // of many backends does not hold up the recording of checks.
+        let observations: Vec<(String, Vec<(IpAddr, Observed)>)> = self
+            .lock()
+            .iter()
+            .map(|(name, backends)| {
+                let backends = backends.iter().map(|(a, o)| (*a, *o)).collect();
+                (name.clone(), backends)
+            })
+            .collect();
         let mut checks = Vec::new();
         let mut durations = Vec::new();
-        let observations = virtual_servers
-            .iter()
-            .flat_map(|(name, backends)| backends.iter().map(move |b| (name, b)));
-        for (virtual_server, (backend, observed)) in observations {
-            let backend = backend.to_string();
-            for (result, &count) in CheckResult::LABELS.iter().zip(&observed.results) {
-                if count > 0 {
-                    let labels = [virtual_server.as_str(), &backend, result];
-                    checks.push(Sample::new(&labels, count as f64));
+        for (virtual_server, backends) in &observations {
+            for (backend, observed) in backends {
+                let backend = backend.to_string();
+                for (result, &count) in CheckResult::LABELS.iter().zip(&observed.results) {
+                    if count > 0 {
+                        let labels = [virtual_server.as_str(), &backend, result];
+                        checks.push(Sample::new(&labels, f64::from(count)));
+                    }
                 }
+                durations.push(Sample::histogram(
+                    &[virtual_server, &backend],
+                    histogram(observed),
+                ));
             }
-            let mut cumulative = 0;
-            let buckets = BUCKETS
-                .iter()
-                .zip(&observed.buckets)
-                .map(|(&bound, &count)| {
-                    cumulative += u64::from(count);
-                    (bound, cumulative)
-                })
-                .collect();
-            let histogram = Histogram {
-                buckets,
-                count: observed.count.into(),
-                sum: observed.sum,
-            };
-            durations.push(Sample::histogram(&[virtual_server, &backend], histogram));
         }
         (checks, durations)
+    }
+}
+
+/// The exported histogram of `observed`: cumulative buckets, the count
+/// (every observation, those over the last bound too) and the sum.
+fn histogram(observed: &Observed) -> Histogram {
+    let mut cumulative = 0;
+    let buckets = BUCKETS
+        .iter()
+        .zip(&observed.buckets)
+        .map(|(&bound, &count)| {
+            cumulative += u64::from(count);
+            (bound, cumulative)
+        })
+        .collect();
+    Histogram {
+        buckets,
+        count: cumulative + u64::from(observed.over),
+        sum: observed.sum,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check slower than the last bound counts in the total only, and
+    /// the total is never below a bucket.
+    #[test]
+    fn a_check_over_the_last_bound_counts_in_the_total_only() {
+        let checks = HealthChecks::default();
+        let backend: IpAddr = "10.0.0.11".parse().unwrap();
+        checks.observe("web", backend, "success", Duration::from_millis(2));
+        checks.observe("web", backend, "timeout", Duration::from_secs(7));
+        let (results, durations) = checks.samples();
+        assert_eq!(results.len(), 2);
+        let [sample] = durations.as_slice() else {
+            panic!("one histogram")
+        };
+        let super::super::Value::Histogram(histogram) = &sample.value else {
+            panic!("a histogram")
+        };
+        assert_eq!(histogram.count, 2);
+        assert_eq!(histogram.buckets.last(), Some(&(5.0, 1)));
+        assert!((histogram.sum - 7.002).abs() < 1e-9);
     }
 }
