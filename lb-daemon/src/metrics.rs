@@ -131,8 +131,8 @@ const HEALTH_CHECKS: MetricInfo = MetricInfo::counter(
 );
 const HEALTH_CHECK_DURATION: MetricInfo = MetricInfo::histogram(
     "lb_health_check_duration_seconds",
-    BACKEND_LABELS,
-    "Time a health check took, whatever its result.",
+    &["virtual_server"],
+    "Time the health checks of the virtual server's backends took, whatever their result.",
 );
 const VRRP_STATE: MetricInfo = MetricInfo::gauge(
     "lb_vrrp_state",

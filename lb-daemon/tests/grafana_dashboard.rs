@@ -270,8 +270,8 @@ fn the_checker_catches_unknown_metrics_and_labels() {
     assert!(resolve("lb_nope_bucket").is_none());
 
     let (_, labels) = resolve("lb_health_check_duration_seconds_bucket").unwrap();
-    assert!(labels.contains("le") && labels.contains("backend"));
-    assert!(!labels.contains("result"));
+    assert!(labels.contains("le") && labels.contains("virtual_server"));
+    assert!(!labels.contains("result") && !labels.contains("backend"));
     let (_, labels) = resolve("lb_health_check_duration_seconds_count").unwrap();
     assert!(!labels.contains("le"));
     assert!(resolve("lb_backend_up_bucket").is_none());

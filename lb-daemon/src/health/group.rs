@@ -35,6 +35,9 @@ use tokio::{
 use super::{CheckResult, Failure, MIN_INTERVAL, Report, RiseFall, Target, jitter, probe};
 use crate::config::HealthCheck;
 
+/// Tells members of one address apart over time ([`Member::generation`]).
+pub type Generation = u32;
+
 /// One checked backend.
 #[derive(Clone, Copy, Debug)]
 pub struct Member {
@@ -42,8 +45,10 @@ pub struct Member {
     pub port: Option<u16>,
     pub state: RiseFall,
     /// Unique per member: a replaced member gets a new one, so that what
-    /// the task still holds for its predecessor is dropped.
-    pub generation: u64,
+    /// the task still holds for its predecessor is dropped. (32 bits: what
+    /// the task holds of a member lasts an interval, and 4 billion members
+    /// are not added in one.)
+    pub generation: Generation,
     /// The task has put it on its schedule.
     pub scheduled: bool,
 }
@@ -86,13 +91,13 @@ impl Group {
 }
 
 /// A due check: when, of whom, of which generation.
-pub(super) type Due = Reverse<(Instant, IpAddr, u64)>;
+pub(super) type Due = Reverse<(Instant, IpAddr, Generation)>;
 
 /// A probe that finished: its backend and generation, when it started,
 /// how long it took and its result.
 pub(super) struct Done {
     pub address: IpAddr,
-    pub generation: u64,
+    pub generation: Generation,
     pub started: Instant,
     pub duration: Duration,
     pub result: CheckResult,
@@ -106,7 +111,7 @@ type Probe = Pin<Box<dyn Future<Output = Option<Done>> + Send>>;
 /// member's next check is due once it is sent.
 struct Unsent {
     report: Report,
-    generation: u64,
+    generation: Generation,
     next: Instant,
 }
 
@@ -123,7 +128,7 @@ pub async fn run(group: Arc<Group>, reports: mpsc::Sender<Report>) {
     let interval = group.check.interval.max(MIN_INTERVAL);
     let mut schedule: BinaryHeap<Due> = BinaryHeap::new();
     let mut running: FuturesUnordered<Probe> = FuturesUnordered::new();
-    let mut in_flight: HashMap<IpAddr, (u64, AbortHandle)> = HashMap::new();
+    let mut in_flight: HashMap<IpAddr, (Generation, AbortHandle)> = HashMap::new();
     let mut unsent: VecDeque<Unsent> = VecDeque::new();
     let mut changed = true;
     loop {
@@ -171,7 +176,7 @@ pub async fn run(group: Arc<Group>, reports: mpsc::Sender<Report>) {
 }
 
 /// Whether `address` is still the member of generation `generation`.
-pub(super) fn is_current(group: &Group, address: IpAddr, generation: u64) -> bool {
+pub(super) fn is_current(group: &Group, address: IpAddr, generation: Generation) -> bool {
     group
         .members()
         .get(&address)
@@ -180,7 +185,7 @@ pub(super) fn is_current(group: &Group, address: IpAddr, generation: u64) -> boo
 
 /// Aborts the probes of members that went away or were replaced (an exec
 /// check's command is killed with its probe).
-fn abort_stale(group: &Group, in_flight: &mut HashMap<IpAddr, (u64, AbortHandle)>) {
+fn abort_stale(group: &Group, in_flight: &mut HashMap<IpAddr, (Generation, AbortHandle)>) {
     in_flight.retain(|address, (generation, handle)| {
         let current = is_current(group, *address, *generation);
         if !current {
@@ -200,7 +205,11 @@ async fn sleep_until(at: Option<Instant>) {
 /// its first interval.
 fn schedule_newcomers(group: &Group, schedule: &mut BinaryHeap<Due>, interval: Duration) {
     let now = Instant::now();
-    for (address, member) in group.members().iter_mut() {
+    let mut members = group.members();
+    // Grown to what the members need, not to the next power of two.
+    let newcomers = members.values().filter(|m| !m.scheduled).count();
+    schedule.reserve_exact(newcomers);
+    for (address, member) in members.iter_mut() {
         if !member.scheduled {
             member.scheduled = true;
             let at = now + jitter::first_delay(interval, jitter::random_unit());
@@ -215,7 +224,7 @@ fn start_due(
     group: &Group,
     schedule: &mut BinaryHeap<Due>,
     running: &mut FuturesUnordered<Probe>,
-    in_flight: &mut HashMap<IpAddr, (u64, AbortHandle)>,
+    in_flight: &mut HashMap<IpAddr, (Generation, AbortHandle)>,
 ) {
     let now = Instant::now();
     let members = group.members();

@@ -93,8 +93,8 @@ pub struct Supervisor {
     /// By virtual server: its groups, one per distinct check (one, unless
     /// targets were given different checks).
     groups: HashMap<String, Vec<Running>>,
-    /// The generation of the next member.
-    generation: u64,
+    /// The generation of the last member added.
+    generation: group::Generation,
 }
 
 /// A group and its task.
@@ -197,7 +197,7 @@ impl Supervisor {
                 }
                 None => Health::Up,
             };
-            self.generation += 1;
+            self.generation = self.generation.wrapping_add(1);
             let member = Member {
                 port: target.port,
                 state: RiseFall::with_health(target.check.rise, target.check.fall, health),
