@@ -8,8 +8,9 @@
 //!   weight, VRRP state and counters. [`StatusCollector`] turns a snapshot
 //!   into metric families;
 //! - live observations the daemon reports as they happen: health-check
-//!   results and durations ([`Metrics::observe_health_check`]), kept per
-//!   backend in a compact form ([`health_checks`]).
+//!   results and durations ([`Metrics::observe_health_check`]), kept in a
+//!   compact form ([`health_checks`]: results per backend, durations per
+//!   virtual server).
 //!
 //! [`METRICS`] lists every family with its type and labels; the Grafana
 //! dashboard test checks its queries against it.
@@ -21,7 +22,10 @@ use prometheus::{
     proto::{self, MetricFamily, MetricType},
 };
 
-use crate::status::{Health, Status, VrrpState};
+use crate::{
+    health::CheckResult,
+    status::{Health, Status, VrrpState},
+};
 
 mod health_checks;
 
@@ -269,14 +273,13 @@ impl Metrics {
         }
     }
 
-    /// Records one health check of `backend` of `virtual_server`:
-    /// `result` is its outcome as a label (`success`, `failure`,
-    /// `timeout`, ...), `duration` how long it took.
+    /// Records one health check of `backend` of `virtual_server`: its
+    /// `result`, and `duration`, how long it took.
     pub fn observe_health_check(
         &self,
         virtual_server: &str,
         backend: IpAddr,
-        result: &str,
+        result: &CheckResult,
         duration: Duration,
     ) {
         self.health_checks

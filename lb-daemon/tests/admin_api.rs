@@ -17,6 +17,7 @@ use lb_daemon::{
         self, Control, ControlError, ErrorBody,
         client::{self, Reply},
     },
+    health::CheckResult,
     metrics::Metrics,
     status::{BackendStatus, Health, Status},
 };
@@ -323,7 +324,7 @@ fn metrics_are_served_in_text_format() {
     server.metrics_registry.observe_health_check(
         "web",
         "10.0.0.11".parse().unwrap(),
-        "success",
+        &CheckResult::Success,
         Duration::from_millis(2),
     );
     let reply = server.call(server.metrics, Method::GET, "/metrics");

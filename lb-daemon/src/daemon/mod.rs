@@ -126,7 +126,7 @@ impl Daemon {
         self.metrics.observe_health_check(
             &report.virtual_server,
             report.backend,
-            report.result.label(),
+            &report.result,
             report.duration,
         );
         let Some(health) = report.changed else {

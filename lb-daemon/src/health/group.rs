@@ -2,10 +2,10 @@
 //! the one task that checks them all.
 //!
 //! A group holds per backend only its port, its [`RiseFall`] state and a
-//! generation (about 50 bytes); its task keeps the schedule (a heap of due
-//! times) and the probes in flight, each boxed for as long as it runs. So
-//! an idle checked backend costs a few dozen bytes, not a task of its own:
-//! 100,000 of them fit in a few megabytes.
+//! generation; its task keeps the schedule (a heap of due times) and the
+//! probes in flight, each boxed for as long as it runs. So an idle checked
+//! backend is a map entry and a due time, about 100 bytes with the maps'
+//! slack, not a task of its own.
 //!
 //! The supervisor changes the members under the group's lock and wakes
 //! the task ([`Group::changed`]); the task schedules newcomers at a random
@@ -175,12 +175,21 @@ pub async fn run(group: Arc<Group>, reports: mpsc::Sender<Report>) {
     }
 }
 
+/// The member of `address` in `members` if it is still of generation
+/// `generation`.
+fn current(
+    members: &mut HashMap<IpAddr, Member>,
+    address: IpAddr,
+    generation: Generation,
+) -> Option<&mut Member> {
+    members
+        .get_mut(&address)
+        .filter(|m| m.generation == generation)
+}
+
 /// Whether `address` is still the member of generation `generation`.
 pub(super) fn is_current(group: &Group, address: IpAddr, generation: Generation) -> bool {
-    group
-        .members()
-        .get(&address)
-        .is_some_and(|m| m.generation == generation)
+    current(&mut group.members(), address, generation).is_some()
 }
 
 /// Aborts the probes of members that went away or were replaced (an exec
@@ -227,18 +236,15 @@ fn start_due(
     in_flight: &mut HashMap<IpAddr, (Generation, AbortHandle)>,
 ) {
     let now = Instant::now();
-    let members = group.members();
+    let mut members = group.members();
     while let Some(Reverse((at, address, generation))) = schedule.peek().copied() {
         if at > now {
             break;
         }
         schedule.pop();
-        let Some(member) = members.get(&address) else {
+        let Some(member) = current(&mut members, address, generation) else {
             continue;
         };
-        if member.generation != generation {
-            continue;
-        }
         let target = group.target(address, member.port);
         let (probe, handle) = abortable(async move {
             let started = Instant::now();
@@ -272,9 +278,7 @@ pub(super) fn record(group: &Group, done: Done) -> Option<Report> {
     } = done;
     let (changed, streak) = {
         let mut members = group.members();
-        let member = members
-            .get_mut(&address)
-            .filter(|m| m.generation == generation)?;
+        let member = current(&mut members, address, generation)?;
         let changed = member.state.record(result.is_success());
         (changed, member.state.streak())
     };

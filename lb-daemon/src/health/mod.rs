@@ -392,9 +392,7 @@ address = "10.0.0.21"
         a.port = Some(8080);
         // `true` with rise 1 would bring it up at once: the verdict must
         // come from a check, not from the reload.
-        a.check.kind = HealthCheckKind::Exec {
-            command: vec!["true".into()],
-        };
+        a.check.kind = exec(&["true"]);
         assert_eq!(supervisor.sync(vec![a.clone()]), vec![]);
         let after = supervisor.member("web", a.address).expect("still checked");
         assert_eq!(
@@ -427,9 +425,7 @@ address = "10.0.0.21"
         let targets: Vec<Target> = (1..=4)
             .map(|i| {
                 let mut t = target("web", &format!("10.0.0.{i}"), 300);
-                t.check.kind = HealthCheckKind::Exec {
-                    command: vec!["sh".into(), "-c".into(), "sleep 0.1".into()],
-                };
+                t.check.kind = exec(&["sh", "-c", "sleep 0.1"]);
                 t
             })
             .collect();
@@ -511,15 +507,22 @@ address = "10.0.0.21"
         supervisor.shutdown().await;
     }
 
+    /// An exec check of `argv`.
+    fn exec(argv: &[&str]) -> HealthCheckKind {
+        HealthCheckKind::Exec {
+            command: argv.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// A backend of `vs` checked by `false` (rise 1, fall 1) every
+    /// `interval_ms`.
     fn target(vs: &str, address: &str, interval_ms: u64) -> Target {
         Target {
             virtual_server: vs.into(),
             address: address.parse().unwrap(),
             port: None,
             check: HealthCheck {
-                kind: HealthCheckKind::Exec {
-                    command: vec!["false".into()],
-                },
+                kind: exec(&["false"]),
                 interval: Duration::from_millis(interval_ms),
                 timeout: Duration::from_millis(interval_ms),
                 rise: 1,
@@ -559,9 +562,7 @@ address = "10.0.0.21"
 
         // a unchanged, b's check changed to `true` (rise 1), c new.
         let mut b2 = b.clone();
-        b2.check.kind = HealthCheckKind::Exec {
-            command: vec!["true".into()],
-        };
+        b2.check.kind = exec(&["true"]);
         let c = target("web", "10.0.0.4", 20);
         let generation = |s: &Supervisor, address| s.member("web", address).map(|m| m.generation);
         let a_generation = generation(&supervisor, a.address);

@@ -17,10 +17,15 @@ impl CheckResult {
 
     /// The `result` label of `lb_health_checks_total`.
     pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The position of [`Self::label`] in [`Self::LABELS`].
+    pub fn index(&self) -> usize {
         match self {
-            Self::Success => "success",
-            Self::Failure(_) => "failure",
-            Self::Timeout => "timeout",
+            Self::Success => 0,
+            Self::Failure(_) => 1,
+            Self::Timeout => 2,
         }
     }
 

@@ -16,29 +16,31 @@
 //! verdict and starts counting afresh ([`RiseFall::with_health`]).
 use crate::status::Health;
 
-/// The health verdict of one backend and the streak that may change it.
+/// The health verdict of one backend and the streak that may change it,
+/// in 4 bytes: there is one per checked backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RiseFall {
-    rise: u32,
-    fall: u32,
+    rise: u8,
+    fall: u8,
     health: Health,
     /// Consecutive results that disagree with `health` (failures while
-    /// Up, successes while Down).
-    streak: u32,
+    /// Up, successes while Down); never more than `rise` or `fall`.
+    streak: u8,
 }
 
 impl RiseFall {
-    /// A new backend: Up, no streak. `rise` and `fall` of 0 count as 1
-    /// (the config validates them to `1..=100`).
+    /// A new backend: Up, no streak. `rise` and `fall` of 0 count as 1,
+    /// above 255 as 255 (the config validates them to `1..=100`).
     pub fn new(rise: u32, fall: u32) -> Self {
         Self::with_health(rise, fall, Health::Up)
     }
 
     /// Starts from `health` with no streak.
     pub fn with_health(rise: u32, fall: u32, health: Health) -> Self {
+        let count = |n: u32| u8::try_from(n.clamp(1, 255)).unwrap_or(u8::MAX);
         Self {
-            rise: rise.max(1),
-            fall: fall.max(1),
+            rise: count(rise),
+            fall: count(fall),
             health,
             streak: 0,
         }
@@ -51,7 +53,7 @@ impl RiseFall {
 
     /// Consecutive results so far that point away from the current verdict.
     pub fn streak(&self) -> u32 {
-        self.streak
+        self.streak.into()
     }
 
     /// Records one check result; returns the new verdict if it changed.

@@ -65,13 +65,16 @@ impl HealthChecks {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts one check of `backend` of `virtual_server` with result label
-    /// `result` (one of [`CheckResult::LABELS`]) that took `duration`.
-    pub fn observe(&self, virtual_server: &str, backend: IpAddr, result: &str, duration: Duration) {
-        let Some(index) = CheckResult::LABELS.iter().position(|l| *l == result) else {
-            tracing::error!(result, "health check result without a label: not counted");
-            return;
-        };
+    /// Counts one check of `backend` of `virtual_server` that came to
+    /// `result` and took `duration`.
+    pub fn observe(
+        &self,
+        virtual_server: &str,
+        backend: IpAddr,
+        result: &CheckResult,
+        duration: Duration,
+    ) {
+        let index = result.index();
         let seconds = duration.as_secs_f64();
         let mut virtual_servers = self.lock();
         let vs = match virtual_servers.get_mut(virtual_server) {
@@ -164,8 +167,18 @@ mod tests {
     fn a_check_over_the_last_bound_counts_in_the_total_only() {
         let checks = HealthChecks::default();
         let backend: IpAddr = "10.0.0.11".parse().unwrap();
-        checks.observe("web", backend, "success", Duration::from_millis(2));
-        checks.observe("web", backend, "timeout", Duration::from_secs(7));
+        checks.observe(
+            "web",
+            backend,
+            &CheckResult::Success,
+            Duration::from_millis(2),
+        );
+        checks.observe(
+            "web",
+            backend,
+            &CheckResult::Timeout,
+            Duration::from_secs(7),
+        );
         let (results, durations) = checks.samples();
         assert_eq!(results.len(), 2);
         let [sample] = durations.as_slice() else {

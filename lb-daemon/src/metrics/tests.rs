@@ -1,7 +1,10 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::status::{BackendStatus, Status};
+use crate::{
+    health::Failure,
+    status::{BackendStatus, Status},
+};
 
 /// A parsed exposition: samples by `name{label="value",...}` (labels
 /// sorted by name, see [`canonical`]), and the HELP and TYPE line of each
@@ -180,7 +183,7 @@ fn every_family_has_help_and_type() {
     metrics.observe_health_check(
         "web",
         "10.0.0.11".parse().unwrap(),
-        "success",
+        &CheckResult::Success,
         Duration::from_millis(3),
     );
     let exp = parse(&metrics.render(&Status::example()));
@@ -218,12 +221,27 @@ fn health_checks_are_counted_and_timed() {
     let metrics = Metrics::new();
     let backend: IpAddr = "10.0.0.11".parse().unwrap();
     for millis in [1, 3] {
-        metrics.observe_health_check("web", backend, "success", Duration::from_millis(millis));
+        metrics.observe_health_check(
+            "web",
+            backend,
+            &CheckResult::Success,
+            Duration::from_millis(millis),
+        );
     }
     // Another backend's check goes into the same histogram.
     let other: IpAddr = "10.0.0.12".parse().unwrap();
-    metrics.observe_health_check("web", other, "success", Duration::from_millis(700));
-    metrics.observe_health_check("web", backend, "timeout", Duration::from_secs(1));
+    metrics.observe_health_check(
+        "web",
+        other,
+        &CheckResult::Success,
+        Duration::from_millis(700),
+    );
+    metrics.observe_health_check(
+        "web",
+        backend,
+        &CheckResult::Timeout,
+        Duration::from_secs(1),
+    );
     let exp = parse(&metrics.render(&Status::example()));
 
     let labels = r#"virtual_server="web",backend="10.0.0.11""#;
@@ -260,7 +278,7 @@ fn health_checks_of_removed_backends_are_not_exported() {
     metrics.observe_health_check(
         "web",
         "10.0.0.13".parse().unwrap(),
-        "failure",
+        &Failure::Refused.into(),
         Duration::from_millis(5),
     );
     let mut status = Status::example();
