@@ -123,14 +123,53 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     fresh.exchange(4096).unwrap();
     thread::sleep(Duration::from_millis(700));
 
-    // The new daemon's admin API and metrics count the adopted traffic.
-    let status = lab
-        .lb_a()
-        .ns()
-        .exec_ok(lb_daemon().to_str().unwrap(), &["status", "--json"])
-        .unwrap();
-    let status: lb_daemon::status::Status = serde_json::from_str(&status).unwrap();
+    // Every stream kept going through the restart.
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let (verified, longest) = worker.join().unwrap().expect("stream broke");
+        assert!(
+            verified > 100 * 1024,
+            "stream made little progress: {verified} bytes"
+        );
+        println!("stream: {verified} bytes verified, longest exchange {longest:?}");
+    }
+    drop(fresh);
+
+    // The new daemon's admin API counts the adopted traffic. The only
+    // virtual server's packets are all the program sent, by the verdict
+    // counters, which are kept apart from the traffic ones. The two are
+    // read a moment apart, so they are compared once the last packets of
+    // the closed streams have passed.
+    let status_of_lb_a = || -> lb_daemon::status::Status {
+        let json = lab
+            .lb_a()
+            .ns()
+            .exec_ok(lb_daemon().to_str().unwrap(), &["status", "--json"])
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    let sent_by = |status: &lb_daemon::status::Status| -> u64 {
+        status
+            .dataplane
+            .as_ref()
+            .expect("data plane status")
+            .counters
+            .iter()
+            .filter(|c| c.name == "tx_tunnel" || c.name == "tx_dsr")
+            .map(|c| c.packets)
+            .sum()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    let (status, sent) = loop {
+        let status = status_of_lb_a();
+        let sent = sent_by(&status);
+        if status.virtual_servers[0].packets == sent || Instant::now() >= deadline {
+            break (status, sent);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let echo = &status.virtual_servers[0];
+    assert_eq!(echo.packets, sent, "every packet sent counted to the VIP");
     assert!(echo.packets > 0 && echo.flows >= 9, "{echo:?}");
     for backend in &echo.backends {
         assert_eq!(
@@ -144,18 +183,6 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
         "{}",
         second.log_text()
     );
-    // The only virtual server: its packets are all the program sent, by
-    // the verdict counters, which are kept apart from the traffic ones.
-    let sent: u64 = status
-        .dataplane
-        .as_ref()
-        .expect("data plane status")
-        .counters
-        .iter()
-        .filter(|c| c.name == "tx_tunnel" || c.name == "tx_dsr")
-        .map(|c| c.packets)
-        .sum();
-    assert_eq!(echo.packets, sent, "every packet sent counted to the VIP");
     let metrics = lab.lb_a().ns().enter(|| {
         let mut stream = std::net::TcpStream::connect("127.0.0.1:9100").unwrap();
         stream
@@ -171,16 +198,6 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
         .unwrap_or_else(|| panic!("no lb_vip_packets_total for {vip}:\n{metrics}"));
     let value: f64 = vip_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value > 0.0, "{vip_line}");
-
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        let (verified, longest) = worker.join().unwrap().expect("stream broke");
-        assert!(
-            verified > 100 * 1024,
-            "stream made little progress: {verified} bytes"
-        );
-        println!("stream: {verified} bytes verified, longest exchange {longest:?}");
-    }
 
     // A graceful stop detaches the program.
     second.child.kill(libc::SIGTERM).unwrap();
