@@ -4,32 +4,26 @@
 //! Two sources feed a scrape:
 //! - the [`Status`] snapshot, read at scrape time: packet and byte counters
 //!   of VIPs and backends, data-plane verdicts and flow-table results (BPF
-//!   per-CPU counters, already summed by the daemon), backend health and
-//!   weight, VRRP state and counters. [`StatusCollector`] turns a snapshot
-//!   into metric families;
-//! - live observations the daemon reports as they happen: health-check
-//!   results and durations ([`Metrics::observe_health_check`]), kept in a
-//!   compact form ([`health_checks`]: results per backend, durations per
-//!   virtual server).
+//!   per-CPU counters, already summed by the daemon), backend health,
+//!   weight and checks by result, VRRP state and counters;
+//! - the durations of health checks, observed as they end
+//!   ([`Metrics::observe_check_duration`]), per virtual server.
 //!
-//! [`METRICS`] lists every family with its type and labels; the Grafana
-//! dashboard test checks its queries against it.
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+//! A scrape is written straight into its text ([`exposition`]), sample by
+//! sample from the snapshot: at 100,000 backends it is half a million
+//! samples, and nothing but the text is built for them.
+//!
+//! [`METRICS`] lists every family with its type and labels, in exposition
+//! order; the Grafana dashboard test checks its queries against it.
+use std::{fmt::Display, time::Duration};
 
-use prometheus::{
-    Encoder as _, IntGaugeVec, Opts, Registry, TextEncoder,
-    core::{Collector, Desc},
-    proto::{self, MetricFamily, MetricType},
-};
+use crate::status::{BackendStatus, Health, Status, VirtualServerStatus, VrrpState};
 
-use crate::{
-    health::CheckResult,
-    status::{Health, Status, VrrpState},
-};
+mod check_durations;
+mod exposition;
 
-mod health_checks;
-
-use health_checks::HealthChecks;
+use check_durations::CheckDurations;
+use exposition::{Exposition, Number};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,7 +48,7 @@ pub struct MetricInfo {
 }
 
 impl MetricInfo {
-    const fn counter(
+    pub(crate) const fn counter(
         name: &'static str,
         labels: &'static [&'static str],
         help: &'static str,
@@ -67,7 +61,7 @@ impl MetricInfo {
         }
     }
 
-    const fn gauge(
+    pub(crate) const fn gauge(
         name: &'static str,
         labels: &'static [&'static str],
         help: &'static str,
@@ -78,7 +72,7 @@ impl MetricInfo {
         }
     }
 
-    const fn histogram(
+    pub(crate) const fn histogram(
         name: &'static str,
         labels: &'static [&'static str],
         help: &'static str,
@@ -174,8 +168,8 @@ const BUILD_INFO: MetricInfo = MetricInfo::gauge(
     "Always 1; the version of the running lb-daemon is in the labels.",
 );
 
-/// Families read from a [`Status`] snapshot, in exposition order.
-const SNAPSHOT_METRICS: [MetricInfo; 13] = [
+/// Every metric family the daemon exports, in exposition order.
+pub const METRICS: [MetricInfo; 16] = [
     VIP_PACKETS,
     VIP_BYTES,
     VIP_FLOWS,
@@ -183,33 +177,16 @@ const SNAPSHOT_METRICS: [MetricInfo; 13] = [
     BACKEND_BYTES,
     BACKEND_UP,
     BACKEND_WEIGHT,
+    HEALTH_CHECKS,
+    HEALTH_CHECK_DURATION,
     VRRP_STATE,
     VRRP_TRANSITIONS,
     VRRP_ADVERTS,
     VRRP_ADVERTS_DISCARDED,
     XDP_PACKETS,
     FLOW_TABLE_LOOKUPS,
+    BUILD_INFO,
 ];
-
-/// Families observed as they happen (health checks) or constant.
-const LIVE_METRICS: [MetricInfo; 3] = [HEALTH_CHECKS, HEALTH_CHECK_DURATION, BUILD_INFO];
-
-/// Every metric family the daemon exports.
-pub const METRICS: [MetricInfo; 16] = concat(SNAPSHOT_METRICS, LIVE_METRICS);
-
-const fn concat(snapshot: [MetricInfo; 13], live: [MetricInfo; 3]) -> [MetricInfo; 16] {
-    let mut all = [BUILD_INFO; 16];
-    let mut i = 0;
-    while i < all.len() {
-        all[i] = if i < snapshot.len() {
-            snapshot[i]
-        } else {
-            live[i - snapshot.len()]
-        };
-        i += 1;
-    }
-    all
-}
 
 /// Data-plane verdict counters are named `ACTION_reason`
 /// (`lb_common::stats::NAMES`); `lb_xdp_packets_total` sums them by action.
@@ -223,334 +200,157 @@ const FLOW_RESULTS: [(&str, &str); 3] = [
     ("rehash", "flow_rehash"),
 ];
 
-/// The daemon's metrics: live health-check observations plus the
-/// descriptors of the families read from a [`Status`] at scrape time.
-pub struct Metrics {
-    /// The constant families (build information).
-    registry: Registry,
-    health_checks: HealthChecks,
-    snapshot_descs: Vec<Desc>,
-}
+/// Bytes of text a scrape reserves per backend and per virtual server: a
+/// sample line is about 80 bytes, a backend has four to seven. Reserved
+/// pages the text does not reach are never touched, so a generous guess
+/// costs no memory, and a short one only a copy.
+const BYTES_PER_BACKEND: usize = 640;
+const BYTES_PER_VIRTUAL_SERVER: usize = 2048;
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The daemon's metrics: what a scrape adds to a [`Status`] snapshot.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    check_durations: CheckDurations,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        // The names, help texts and labels below are constants; prometheus
-        // rejects them only if they are malformed, which the unit tests
-        // would show.
-        const VALID: &str = "metric definitions are constants checked by the unit tests";
-        let registry = Registry::new();
-        let build_info = IntGaugeVec::new(
-            Opts::new(BUILD_INFO.name, BUILD_INFO.help),
-            BUILD_INFO.labels,
-        )
-        .expect(VALID);
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        registry.register(Box::new(build_info)).expect(VALID);
-        let snapshot_descs = SNAPSHOT_METRICS
-            .iter()
-            .map(|info| {
-                Desc::new(
-                    info.name.to_owned(),
-                    info.help.to_owned(),
-                    info.labels.iter().map(|l| (*l).to_owned()).collect(),
-                    HashMap::new(),
-                )
-                .expect(VALID)
-            })
-            .collect();
-        Metrics {
-            registry,
-            health_checks: HealthChecks::default(),
-            snapshot_descs,
-        }
+        Metrics::default()
     }
 
-    /// Records one health check of `backend` of `virtual_server`: its
-    /// `result`, and `duration`, how long it took.
-    pub fn observe_health_check(
-        &self,
-        virtual_server: &str,
-        backend: IpAddr,
-        result: &CheckResult,
-        duration: Duration,
-    ) {
-        self.health_checks
-            .observe(virtual_server, backend, result, duration);
+    /// Records a health check of a backend of `virtual_server` that took
+    /// `duration`, whatever its result (the result is counted with the
+    /// backend's state).
+    pub fn observe_check_duration(&self, virtual_server: &str, duration: Duration) {
+        self.check_durations.observe(virtual_server, duration);
     }
 
-    /// Drops the health-check series of a backend whose checks stopped
-    /// (removed by a reload, or its check set to none).
-    pub fn forget_backend(&self, virtual_server: &str, backend: IpAddr) {
-        self.health_checks.forget(virtual_server, backend);
-    }
-
-    /// Every family, live and from `status`, sorted by name.
-    pub fn gather(&self, status: &Status) -> Vec<MetricFamily> {
-        let mut families = self.registry.gather();
-        let collector = StatusCollector {
-            descs: &self.snapshot_descs,
-            status,
-        };
-        families.extend(collector.collect());
-        let (checks, durations) = self.health_checks.samples();
-        families.push(family(&HEALTH_CHECKS, checks));
-        families.push(family(&HEALTH_CHECK_DURATION, durations));
-        families.retain(|family| !family.get_metric().is_empty());
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        families
+    /// Drops the check durations of virtual servers `checked` says are no
+    /// longer checked (removed by a reload, or their check set to none).
+    pub fn retain_check_durations(&self, checked: impl FnMut(&str) -> bool) {
+        self.check_durations.retain(checked);
     }
 
     /// The text exposition (format 0.0.4, [`CONTENT_TYPE`]) of every family.
     pub fn render(&self, status: &Status) -> String {
-        let families = self.gather(status);
-        let mut out = Vec::new();
-        // The text encoder fails only on a family without samples or name,
-        // which `gather` never returns, and writing into a Vec cannot fail.
-        if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::error!(%error, "encoding metrics");
-        }
-        // With 100,000 backends the families are hundreds of megabytes of
-        // small allocations.
-        drop(families);
-        crate::memory::release_free_memory();
-        String::from_utf8(out).unwrap_or_else(|error| {
-            // Labels come from Rust strings: always UTF-8.
-            String::from_utf8_lossy(error.as_bytes()).into_owned()
-        })
-    }
-}
-
-/// A [`Collector`] building the snapshot families from one [`Status`]:
-/// VIP, backend, VRRP and data-plane families.
-pub struct StatusCollector<'a> {
-    descs: &'a [Desc],
-    status: &'a Status,
-}
-
-impl Collector for StatusCollector<'_> {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let status = self.status;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); SNAPSHOT_METRICS.len()];
-        let [
-            vip_packets,
-            vip_bytes,
-            vip_flows,
-            backend_packets,
-            backend_bytes,
-            backend_up,
-            backend_weight,
-            vrrp_state,
-            vrrp_transitions,
-            vrrp_adverts,
-            vrrp_discarded,
-            xdp_packets,
-            flow_lookups,
-        ] = samples.as_mut_slice()
-        else {
-            unreachable!("one sample list per snapshot family")
-        };
-
-        for vs in &status.virtual_servers {
-            let vip = vec![
-                vs.address.to_string(),
-                vs.port.to_string(),
-                vs.protocol.clone(),
-            ];
-            vip_packets.push(Sample::new(&vip, vs.packets as f64));
-            vip_bytes.push(Sample::new(&vip, vs.bytes as f64));
-            vip_flows.push(Sample::new(&vip, vs.flows as f64));
-            for backend in &vs.backends {
-                let labels = vec![vs.name.clone(), backend.address.to_string()];
-                backend_packets.push(Sample::new(&labels, backend.packets as f64));
-                backend_bytes.push(Sample::new(&labels, backend.bytes as f64));
-                let up = if backend.health == Health::Up {
-                    1.0
-                } else {
-                    0.0
-                };
-                backend_up.push(Sample::new(&labels, up));
-                backend_weight.push(Sample::new(&labels, backend.effective_weight().into()));
-            }
-        }
-
-        for instance in &status.vrrp {
-            let name = instance.name.as_str();
-            for state in VrrpState::ALL {
-                let value = if instance.state == state { 1.0 } else { 0.0 };
-                vrrp_state.push(Sample::new(&[name, state.as_str()], value));
-            }
-            let transitions = instance.transitions;
-            for (to, count) in [
-                (VrrpState::Backup, transitions.backup),
-                (VrrpState::Master, transitions.master),
-                (VrrpState::Fault, transitions.fault),
-            ] {
-                vrrp_transitions.push(Sample::new(&[name, to.as_str()], count as f64));
-            }
-            vrrp_adverts.push(Sample::new(&[name, "sent"], instance.adverts_sent as f64));
-            vrrp_adverts.push(Sample::new(
-                &[name, "received"],
-                instance.adverts_received as f64,
-            ));
-            vrrp_discarded.push(Sample::new(&[name], instance.adverts_discarded as f64));
-        }
-
-        if let Some(dataplane) = &status.dataplane {
-            let counter = |name: &str| {
-                dataplane
-                    .counters
-                    .iter()
-                    .filter(|c| c.name == name)
-                    .map(|c| c.packets)
-                    .sum::<u64>()
-            };
-            for action in XDP_ACTIONS {
-                let packets: u64 = dataplane
-                    .counters
-                    .iter()
-                    .filter(|c| c.name.split('_').next() == Some(action))
-                    .map(|c| c.packets)
-                    .sum();
-                xdp_packets.push(Sample::new(&[action], packets as f64));
-            }
-            for (result, name) in FLOW_RESULTS {
-                flow_lookups.push(Sample::new(&[result], counter(name) as f64));
-            }
-        }
-
-        SNAPSHOT_METRICS
+        let backends: usize = status
+            .virtual_servers
             .iter()
-            .zip(samples)
-            .filter(|(_, samples)| !samples.is_empty())
-            .map(|(info, samples)| family(info, samples))
-            .collect()
+            .map(|vs| vs.backends.len())
+            .sum();
+        let mut out = Exposition::with_capacity(
+            BYTES_PER_BACKEND * backends
+                + BYTES_PER_VIRTUAL_SERVER * (status.virtual_servers.len() + 1),
+        );
+        virtual_server_families(&mut out, &status.virtual_servers);
+        backend_families(&mut out, &status.virtual_servers);
+        let mut durations = out.family(&HEALTH_CHECK_DURATION);
+        for (virtual_server, histogram) in self.check_durations.histograms() {
+            durations.histogram(&[&virtual_server], &histogram);
+        }
+        vrrp_families(&mut out, status);
+        dataplane_families(&mut out, status);
+        out.family(&BUILD_INFO)
+            .sample(&[&env!("CARGO_PKG_VERSION")], 1u64);
+        out.into_text()
     }
 }
 
-/// One sample: label values in the order of the family's labels, and the
-/// value.
-#[derive(Clone)]
-struct Sample {
-    labels: Vec<String>,
-    value: Value,
-}
+/// A family whose samples are one value of each `T` of the snapshot.
+type PerItem<T> = (&'static MetricInfo, fn(&T) -> Number);
 
-/// The value of a counter or gauge, or a histogram.
-#[derive(Clone)]
-enum Value {
-    Scalar(f64),
-    Histogram(Histogram),
-}
-
-/// A histogram's value: `(upper bound, observations up to it)` per bucket
-/// (the `+Inf` bucket is `count`), the count and the sum.
-#[derive(Clone, Debug)]
-struct Histogram {
-    buckets: Vec<(f64, u64)>,
-    count: u64,
-    sum: f64,
-}
-
-impl Sample {
-    fn new<S: AsRef<str>>(labels: &[S], value: f64) -> Sample {
-        Self::with_value(labels, Value::Scalar(value))
-    }
-
-    fn histogram<S: AsRef<str>>(labels: &[S], histogram: Histogram) -> Sample {
-        Self::with_value(labels, Value::Histogram(histogram))
-    }
-
-    fn with_value<S: AsRef<str>>(labels: &[S], value: Value) -> Sample {
-        Sample {
-            labels: labels.iter().map(|l| l.as_ref().to_owned()).collect(),
-            value,
+fn virtual_server_families(out: &mut Exposition, virtual_servers: &[VirtualServerStatus]) {
+    let counters: [PerItem<VirtualServerStatus>; 3] = [
+        (&VIP_PACKETS, |vs| vs.packets.into()),
+        (&VIP_BYTES, |vs| vs.bytes.into()),
+        (&VIP_FLOWS, |vs| vs.flows.into()),
+    ];
+    for (info, value) in counters {
+        let mut family = out.family(info);
+        for vs in virtual_servers {
+            family.sample(&[&vs.address, &vs.port, &vs.protocol], value(vs));
         }
     }
 }
 
-fn family(info: &MetricInfo, samples: Vec<Sample>) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(info.name.to_owned());
-    family.set_help(info.help.to_owned());
-    let metrics = samples
-        .into_iter()
-        .filter_map(|sample| {
-            debug_assert_eq!(sample.labels.len(), info.labels.len(), "{}", info.name);
-            let pairs = info
-                .labels
-                .iter()
-                .zip(sample.labels)
-                .map(|(name, value)| {
-                    let mut pair = proto::LabelPair::default();
-                    pair.set_name((*name).to_owned());
-                    pair.set_value(value);
-                    pair
-                })
-                .collect();
-            let mut metric = proto::Metric::from_label(pairs);
-            match (info.kind, sample.value) {
-                (MetricKind::Counter, Value::Scalar(value)) => {
-                    let mut counter = proto::Counter::default();
-                    counter.set_value(value);
-                    metric.set_counter(counter);
-                }
-                (MetricKind::Gauge, Value::Scalar(value)) => {
-                    let mut gauge = proto::Gauge::default();
-                    gauge.set_value(value);
-                    metric.set_gauge(gauge);
-                }
-                (MetricKind::Histogram, Value::Histogram(histogram)) => {
-                    metric.set_histogram(histogram_of(histogram));
-                }
-                (kind, _) => {
-                    tracing::error!(
-                        family = info.name,
-                        ?kind,
-                        "sample of another type: left out"
-                    );
-                    return None;
+fn backend_families(out: &mut Exposition, virtual_servers: &[VirtualServerStatus]) {
+    let values: [PerItem<BackendStatus>; 4] = [
+        (&BACKEND_PACKETS, |b| b.packets.into()),
+        (&BACKEND_BYTES, |b| b.bytes.into()),
+        (&BACKEND_UP, |b| (b.health == Health::Up).into()),
+        (&BACKEND_WEIGHT, |b| b.effective_weight().into()),
+    ];
+    for (info, value) in values {
+        let mut family = out.family(info);
+        for vs in virtual_servers {
+            for backend in &vs.backends {
+                family.sample(&[&vs.name, &backend.address], value(backend));
+            }
+        }
+    }
+    // The results a backend's checks came to (none for an unchecked one).
+    let mut checks = out.family(&HEALTH_CHECKS);
+    for vs in virtual_servers {
+        for backend in &vs.backends {
+            for (result, count) in backend.checks.by_result() {
+                if count > 0 {
+                    checks.sample(&[&vs.name, &backend.address, &result], count);
                 }
             }
-            Some(metric)
-        })
-        .collect();
-    family.set_field_type(match info.kind {
-        MetricKind::Counter => MetricType::COUNTER,
-        MetricKind::Gauge => MetricType::GAUGE,
-        MetricKind::Histogram => MetricType::HISTOGRAM,
-    });
-    family.set_metric(metrics);
-    family
+        }
+    }
 }
 
-fn histogram_of(value: Histogram) -> proto::Histogram {
-    let buckets = value
-        .buckets
-        .into_iter()
-        .map(|(bound, count)| {
-            let mut bucket = proto::Bucket::default();
-            bucket.set_upper_bound(bound);
-            bucket.set_cumulative_count(count);
-            bucket
-        })
-        .collect();
-    let mut histogram = proto::Histogram::default();
-    histogram.set_sample_count(value.count);
-    histogram.set_sample_sum(value.sum);
-    histogram.set_bucket(buckets);
-    histogram
+fn vrrp_families(out: &mut Exposition, status: &Status) {
+    let mut state = out.family(&VRRP_STATE);
+    for instance in &status.vrrp {
+        for s in VrrpState::ALL {
+            state.sample(&[&instance.name, &s.as_str()], instance.state == s);
+        }
+    }
+    let mut transitions = out.family(&VRRP_TRANSITIONS);
+    for instance in &status.vrrp {
+        let counts = instance.transitions;
+        for (to, count) in [
+            (VrrpState::Backup, counts.backup),
+            (VrrpState::Master, counts.master),
+            (VrrpState::Fault, counts.fault),
+        ] {
+            transitions.sample(&[&instance.name, &to.as_str()], count);
+        }
+    }
+    let mut adverts = out.family(&VRRP_ADVERTS);
+    for instance in &status.vrrp {
+        adverts.sample(&[&instance.name, &"sent"], instance.adverts_sent);
+        adverts.sample(&[&instance.name, &"received"], instance.adverts_received);
+    }
+    let mut discarded = out.family(&VRRP_ADVERTS_DISCARDED);
+    for instance in &status.vrrp {
+        discarded.sample(&[&instance.name], instance.adverts_discarded);
+    }
+}
+
+fn dataplane_families(out: &mut Exposition, status: &Status) {
+    let Some(dataplane) = &status.dataplane else {
+        return;
+    };
+    let packets = |matches: &dyn Fn(&str) -> bool| -> u64 {
+        dataplane
+            .counters
+            .iter()
+            .filter(|c| matches(&c.name))
+            .map(|c| c.packets)
+            .sum()
+    };
+    let mut xdp = out.family(&XDP_PACKETS);
+    for action in XDP_ACTIONS {
+        let of_action = |name: &str| name.split('_').next() == Some(action);
+        xdp.sample(&[&action as &dyn Display], packets(&of_action));
+    }
+    let mut lookups = out.family(&FLOW_TABLE_LOOKUPS);
+    for (result, counter) in FLOW_RESULTS {
+        lookups.sample(&[&result], packets(&|name: &str| name == counter));
+    }
 }
 
 #[cfg(test)]

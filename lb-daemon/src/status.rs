@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::CheckResult;
+
 /// The whole daemon.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -84,6 +86,40 @@ pub struct BackendStatus {
     pub next_hop: bool,
     pub packets: u64,
     pub bytes: u64,
+    /// Its health checks by result, since it was first checked.
+    #[serde(default)]
+    pub checks: CheckCounts,
+}
+
+/// Health checks by result (`lb_health_checks_total`), in 32 bits: 136
+/// years at one a second; Prometheus takes a wrap for a counter reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCounts {
+    pub success: u32,
+    pub failure: u32,
+    pub timeout: u32,
+}
+
+impl CheckCounts {
+    /// Counts one check that came to `result`.
+    pub fn count(&mut self, result: &CheckResult) {
+        let count = match result {
+            CheckResult::Success => &mut self.success,
+            CheckResult::Failure(_) => &mut self.failure,
+            CheckResult::Timeout => &mut self.timeout,
+        };
+        *count = count.wrapping_add(1);
+    }
+
+    /// Each result's label (`CheckResult::label`) with its count.
+    pub fn by_result(&self) -> [(&'static str, u32); 3] {
+        let [success, failure, timeout] = CheckResult::LABELS;
+        [
+            (success, self.success),
+            (failure, self.failure),
+            (timeout, self.timeout),
+        ]
+    }
 }
 
 impl BackendStatus {
@@ -167,7 +203,8 @@ impl VrrpState {
 
 impl Status {
     /// A small, fully populated snapshot: two virtual servers (IPv4 tunnel
-    /// with a drained and a failed backend, IPv6 DSR on all ports), two
+    /// with a drained and a failed backend, two of them health-checked,
+    /// IPv6 DSR on all ports), two
     /// VRRP instances and data-plane counters. For tests and examples of
     /// the API, the metrics and `lb-daemon status`.
     pub fn example() -> Status {
@@ -179,6 +216,7 @@ impl Status {
             next_hop: true,
             packets,
             bytes: packets * 100,
+            checks: CheckCounts::default(),
         };
         let counters = lb_common::stats::NAMES
             .iter()
@@ -211,9 +249,22 @@ impl Status {
                     bytes: 150_000,
                     flows: 30,
                     backends: vec![
-                        backend("10.0.0.11", 100, false, Health::Up, 1000),
+                        BackendStatus {
+                            checks: CheckCounts {
+                                success: 12,
+                                ..CheckCounts::default()
+                            },
+                            ..backend("10.0.0.11", 100, false, Health::Up, 1000)
+                        },
                         backend("10.0.0.12", 50, true, Health::Up, 500),
-                        backend("10.0.0.13", 100, false, Health::Down, 0),
+                        BackendStatus {
+                            checks: CheckCounts {
+                                success: 4,
+                                failure: 3,
+                                timeout: 2,
+                            },
+                            ..backend("10.0.0.13", 100, false, Health::Down, 0)
+                        },
                     ],
                 },
                 VirtualServerStatus {

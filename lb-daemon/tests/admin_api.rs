@@ -17,7 +17,6 @@ use lb_daemon::{
         self, Control, ControlError, ErrorBody,
         client::{self, Reply},
     },
-    health::CheckResult,
     metrics::Metrics,
     status::{BackendStatus, Health, Status},
 };
@@ -321,12 +320,9 @@ fn bad_requests_get_json_errors() {
 #[test]
 fn metrics_are_served_in_text_format() {
     let server = Server::start("admet");
-    server.metrics_registry.observe_health_check(
-        "web",
-        "10.0.0.11".parse().unwrap(),
-        &CheckResult::Success,
-        Duration::from_millis(2),
-    );
+    server
+        .metrics_registry
+        .observe_check_duration("web", Duration::from_millis(2));
     let reply = server.call(server.metrics, Method::GET, "/metrics");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(
@@ -337,7 +333,8 @@ fn metrics_are_served_in_text_format() {
         "# TYPE lb_vip_packets_total counter",
         r#"lb_vip_packets_total{vip="192.0.2.10",port="80",protocol="tcp"} 1500"#,
         r#"lb_backend_up{virtual_server="web",backend="10.0.0.13"} 0"#,
-        r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.11",result="success"} 1"#,
+        r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.11",result="success"} 12"#,
+        r#"lb_health_check_duration_seconds_count{virtual_server="web"} 1"#,
         r#"lb_vrrp_state{instance="VI_1",state="master"} 1"#,
     ] {
         assert!(

@@ -196,7 +196,15 @@ async fn set_drained(
 async fn get_metrics(
     State((control, metrics)): State<(Arc<dyn Control>, Arc<Metrics>)>,
 ) -> Response {
-    match tokio::task::spawn_blocking(move || metrics.render(&control.status())).await {
+    let render = move || {
+        let status = control.status();
+        let text = metrics.render(&status);
+        // A snapshot of many backends is many small allocations.
+        drop(status);
+        crate::memory::release_free_memory();
+        text
+    };
+    match tokio::task::spawn_blocking(render).await {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(join) => internal(&join),
     }

@@ -1,12 +1,13 @@
-//! What the daemon knows about each backend beyond the config: its health,
-//! whether an operator drained it, and the Ethernet address packets to it
-//! are sent to. Turns a virtual server into the data plane's specs. Pure.
+//! What the daemon knows about each backend beyond the config: its health
+//! and its checks by result, whether an operator drained it, and the
+//! Ethernet address packets to it are sent to. Turns a virtual server into
+//! the data plane's specs. Pure.
 use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
     config::{Backend, Config, VirtualServer},
     dataplane::{BackendSpec, VipSpec, programmer::VipId},
-    status::{BackendStatus, Health},
+    status::{BackendStatus, CheckCounts, Health},
 };
 
 /// Runtime state of one backend.
@@ -17,6 +18,8 @@ pub struct BackendState {
     /// Ethernet destination (the backend in dsr mode, the next hop in
     /// tunnel mode); `None` until the kernel has resolved it.
     pub mac: Option<[u8; 6]>,
+    /// Its health checks since they started.
+    pub checks: CheckCounts,
 }
 
 impl BackendState {
@@ -30,6 +33,7 @@ impl BackendState {
             next_hop: self.mac.is_some(),
             packets,
             bytes,
+            checks: self.checks,
         }
     }
 }
@@ -42,6 +46,7 @@ impl Default for BackendState {
             health: Health::Up,
             drained: false,
             mac: None,
+            checks: CheckCounts::default(),
         }
     }
 }

@@ -123,12 +123,10 @@ impl Daemon {
         {
             return;
         }
-        self.metrics.observe_health_check(
-            &report.virtual_server,
-            report.backend,
-            &report.result,
-            report.duration,
-        );
+        self.shared
+            .count_check(&report.virtual_server, report.backend, &report.result);
+        self.metrics
+            .observe_check_duration(&report.virtual_server, report.duration);
         let Some(health) = report.changed else {
             return;
         };
@@ -178,9 +176,10 @@ impl Daemon {
         }
         // Checks follow the config in force; a backend whose check went
         // away (kind none) is up again.
-        for (virtual_server, backend) in self.health.sync(targets) {
-            self.metrics.forget_backend(&virtual_server, backend);
-        }
+        let stopped = self.health.sync(targets);
+        self.shared.forget_checks(&stopped);
+        self.metrics
+            .retain_check_durations(|virtual_server| self.health.checks(virtual_server));
         let health = &self.health;
         let result = tokio::task::block_in_place(|| {
             self.shared

@@ -20,7 +20,8 @@ use super::{
 use crate::{
     admin::ControlError,
     config::{Config, Forwarding, VirtualServer, diff},
-    status::{BackendStatus, Health, Status, VirtualServerStatus},
+    health::CheckResult,
+    status::{BackendStatus, CheckCounts, Health, Status, VirtualServerStatus},
 };
 
 struct Inner {
@@ -150,6 +151,27 @@ impl Shared {
         let mut inner = self.lock();
         let changed = resolve_next_hops(&mut inner);
         program_all(&mut inner, &changed)
+    }
+
+    /// Counts a health check of `backend` that came to `result`. A brief
+    /// lock, taken for every check: reprogramming waits for a verdict
+    /// change ([`Self::set_health`]).
+    pub fn count_check(&self, virtual_server: &str, backend: IpAddr, result: &CheckResult) {
+        // A late result for a backend a reload removed counts nowhere.
+        if let Some(state) = self.lock().backends.get_mut(virtual_server, backend) {
+            state.checks.count(result);
+        }
+    }
+
+    /// Forgets the check counts of backends whose checks stopped (their
+    /// check kind went to none): they are no longer exported.
+    pub fn forget_checks(&self, stopped: &[(String, IpAddr)]) {
+        let mut inner = self.lock();
+        for (virtual_server, backend) in stopped {
+            if let Some(state) = inner.backends.get_mut(virtual_server, *backend) {
+                state.checks = CheckCounts::default();
+            }
+        }
     }
 
     /// A health-check verdict changed: the backend leaves or rejoins the ring.

@@ -256,6 +256,11 @@ impl Supervisor {
             .find_map(|running| running.group.members().get(&backend).copied())
     }
 
+    /// Whether some backend of `virtual_server` is being checked.
+    pub fn checks(&self, virtual_server: &str) -> bool {
+        self.groups.contains_key(virtual_server)
+    }
+
     /// Whether `backend` of `virtual_server` is being checked.
     pub fn is_checked(&self, virtual_server: &str, backend: IpAddr) -> bool {
         self.member(virtual_server, backend).is_some()

@@ -1,19 +1,16 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::{
-    health::Failure,
-    status::{BackendStatus, Status},
-};
+use crate::status::{BackendStatus, CheckCounts, Status};
 
-/// A parsed exposition: samples by `name{label="value",...}` (labels
-/// sorted by name, see [`canonical`]), and the HELP and TYPE line of each
-/// family.
+/// A parsed exposition: samples by `name{label="value",...}`, the HELP
+/// and TYPE line of each family, and the families in order.
 #[derive(Default)]
 struct Exposition {
     samples: BTreeMap<String, f64>,
     help: BTreeMap<String, String>,
     types: BTreeMap<String, String>,
+    order: Vec<String>,
 }
 
 fn parse(text: &str) -> Exposition {
@@ -21,6 +18,7 @@ fn parse(text: &str) -> Exposition {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').expect("HELP name text");
+            out.order.push(name.into());
             assert!(
                 out.help.insert(name.into(), help.into()).is_none(),
                 "{line}"
@@ -34,51 +32,16 @@ fn parse(text: &str) -> Exposition {
         } else {
             let (series, value) = line.rsplit_once(' ').expect("sample: series value");
             let value = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
-            assert!(
-                out.samples.insert(canonical(series), value).is_none(),
-                "{line}"
-            );
+            assert!(out.samples.insert(series.into(), value).is_none(), "{line}");
         }
     }
     out
 }
 
-/// `name{b="2",a="1"}` as `name{a="1",b="2"}`: the live registry sorts
-/// labels by name, the snapshot families keep the documented order.
-fn canonical(series: &str) -> String {
-    let Some((name, labels)) = series.split_once('{') else {
-        return series.to_owned();
-    };
-    let labels = labels.strip_suffix('}').expect("series ends with }");
-    let mut pairs = Vec::new();
-    let mut rest = labels;
-    while !rest.is_empty() {
-        let (label, after) = rest.split_once("=\"").expect("label=\"value\"");
-        // The value ends at the first quote not escaped by a backslash.
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in after.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '"' if !escaped => {
-                    end = Some(i);
-                    break;
-                }
-                _ => escaped = false,
-            }
-        }
-        let end = end.expect("closing quote");
-        pairs.push(format!("{label}=\"{}\"", &after[..end]));
-        rest = after[end + 1..].trim_start_matches(',');
-    }
-    pairs.sort();
-    format!("{name}{{{}}}", pairs.join(","))
-}
-
 fn sample(exposition: &Exposition, series: &str) -> f64 {
     *exposition
         .samples
-        .get(&canonical(series))
+        .get(series)
         .unwrap_or_else(|| panic!("no sample {series} in {:#?}", exposition.samples.keys()))
 }
 
@@ -88,7 +51,7 @@ fn snapshot_families_render_with_values_and_labels() {
     let text = metrics.render(&Status::example());
     let exp = parse(&text);
 
-    let expected: [(&str, f64); 22] = [
+    let expected: [(&str, f64); 26] = [
         (
             r#"lb_vip_packets_total{vip="192.0.2.10",port="80",protocol="tcp"}"#,
             1500.0,
@@ -154,6 +117,22 @@ fn snapshot_families_render_with_values_and_labels() {
         (r#"lb_flow_table_lookups_total{result="rehash"}"#, 110.0),
         (r#"lb_vrrp_state{instance="VI_1",state="master"}"#, 1.0),
         (r#"lb_vrrp_state{instance="VI_6",state="backup"}"#, 1.0),
+        (
+            r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.11",result="success"}"#,
+            12.0,
+        ),
+        (
+            r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.13",result="success"}"#,
+            4.0,
+        ),
+        (
+            r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.13",result="failure"}"#,
+            3.0,
+        ),
+        (
+            r#"lb_health_checks_total{virtual_server="web",backend="10.0.0.13",result="timeout"}"#,
+            2.0,
+        ),
     ];
     for (series, value) in expected {
         assert_eq!(sample(&exp, series), value, "{series}");
@@ -173,20 +152,19 @@ fn snapshot_families_render_with_values_and_labels() {
     );
     assert_eq!(sample(&exp, &build_info), 1.0);
 
-    // 2 VIPs x 3 + 4 backends x 4 + 2 instances x (4 + 3 + 2 + 1) + 3 + 3 + 1.
-    assert_eq!(exp.samples.len(), 6 + 16 + 20 + 7, "{text}");
+    // 2 VIPs x 3 + 4 backends x 4 + 2 instances x (4 + 3 + 2 + 1) + 3 + 3
+    // + 1, and the results seen of the two checked backends (not those
+    // never seen, nor any of the unchecked backends).
+    assert_eq!(exp.samples.len(), 6 + 16 + 20 + 7 + 4, "{text}");
 }
 
 #[test]
 fn every_family_has_help_and_type() {
     let metrics = Metrics::new();
-    metrics.observe_health_check(
-        "web",
-        "10.0.0.11".parse().unwrap(),
-        &CheckResult::Success,
-        Duration::from_millis(3),
-    );
+    metrics.observe_check_duration("web", Duration::from_millis(3));
     let exp = parse(&metrics.render(&Status::example()));
+    let names: Vec<&str> = METRICS.iter().map(|info| info.name).collect();
+    assert_eq!(exp.order, names, "families in the order of METRICS");
     for info in METRICS {
         assert_eq!(
             exp.help.get(info.name).map(String::as_str),
@@ -217,48 +195,29 @@ fn every_family_has_help_and_type() {
 }
 
 #[test]
-fn health_checks_are_counted_and_timed() {
+fn health_checks_are_counted_by_backend_and_timed_by_virtual_server() {
     let metrics = Metrics::new();
-    let backend: IpAddr = "10.0.0.11".parse().unwrap();
-    for millis in [1, 3] {
-        metrics.observe_health_check(
-            "web",
-            backend,
-            &CheckResult::Success,
-            Duration::from_millis(millis),
-        );
+    // Checks of two backends of "web" go into the same histogram.
+    for millis in [1, 3, 700, 1000] {
+        metrics.observe_check_duration("web", Duration::from_millis(millis));
     }
-    // Another backend's check goes into the same histogram.
-    let other: IpAddr = "10.0.0.12".parse().unwrap();
-    metrics.observe_health_check(
-        "web",
-        other,
-        &CheckResult::Success,
-        Duration::from_millis(700),
-    );
-    metrics.observe_health_check(
-        "web",
-        backend,
-        &CheckResult::Timeout,
-        Duration::from_secs(1),
-    );
-    let exp = parse(&metrics.render(&Status::example()));
+    let mut status = Status::example();
+    let checked = &mut status.virtual_servers[0].backends[1];
+    checked.checks = CheckCounts {
+        success: 2,
+        failure: 0,
+        timeout: u32::MAX,
+    };
+    let exp = parse(&metrics.render(&status));
 
-    let labels = r#"virtual_server="web",backend="10.0.0.11""#;
-    assert_eq!(
-        sample(
-            &exp,
-            &format!(r#"lb_health_checks_total{{{labels},result="success"}}"#)
-        ),
-        2.0
-    );
-    assert_eq!(
-        sample(
-            &exp,
-            &format!(r#"lb_health_checks_total{{{labels},result="timeout"}}"#)
-        ),
-        1.0
-    );
+    let labels = r#"virtual_server="web",backend="10.0.0.12""#;
+    let checks = |result: &str| {
+        let series = format!(r#"lb_health_checks_total{{{labels},result="{result}"}}"#);
+        exp.samples.get(&series).copied()
+    };
+    assert_eq!(checks("success"), Some(2.0));
+    assert_eq!(checks("timeout"), Some(f64::from(u32::MAX)));
+    assert_eq!(checks("failure"), None, "a result never seen");
     let duration = "lb_health_check_duration_seconds";
     let labels = r#"virtual_server="web""#;
     assert_eq!(sample(&exp, &format!("{duration}_count{{{labels}}}")), 4.0);
@@ -275,12 +234,7 @@ fn health_checks_are_counted_and_timed() {
 #[test]
 fn health_checks_of_removed_backends_are_not_exported() {
     let metrics = Metrics::new();
-    metrics.observe_health_check(
-        "web",
-        "10.0.0.13".parse().unwrap(),
-        &Failure::Refused.into(),
-        Duration::from_millis(5),
-    );
+    metrics.observe_check_duration("web", Duration::from_millis(5));
     let mut status = Status::example();
     let text = metrics.render(&status);
     assert!(
@@ -288,13 +242,49 @@ fn health_checks_of_removed_backends_are_not_exported() {
         "{text}"
     );
 
+    // A reload removed the backend and stopped the checks of "web".
     status.virtual_servers[0]
         .backends
         .retain(|b: &BackendStatus| b.address.to_string() != "10.0.0.13");
-    // A reload stopped its checks: the daemon forgets the backend.
-    metrics.forget_backend("web", "10.0.0.13".parse().unwrap());
+    metrics.retain_check_durations(|name| name != "web");
     let text = metrics.render(&status);
     assert!(!text.contains("10.0.0.13"), "{text}");
+    assert!(!text.contains("lb_health_check_duration"), "{text}");
+}
+
+/// Every sample carries its family's labels, in the documented order
+/// (`le` last on buckets), and a number as its value.
+#[test]
+fn every_sample_has_the_labels_of_its_family() {
+    let metrics = Metrics::new();
+    metrics.observe_check_duration("web", Duration::from_millis(5));
+    let text = metrics.render(&Status::example());
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        let info = METRICS
+            .iter()
+            .find(|info| match info.kind {
+                MetricKind::Histogram => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(info.name)),
+                _ => name == info.name,
+            })
+            .unwrap_or_else(|| panic!("{line}: not a family of METRICS"));
+        let names: Vec<&str> = labels
+            .strip_suffix('}')
+            .expect("labels end with }")
+            .split("\",")
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').expect("label=value").0)
+            .collect();
+        let mut expected = info.labels.to_vec();
+        if name.ends_with("_bucket") {
+            expected.push("le");
+        }
+        assert_eq!(names, expected, "{line}");
+    }
 }
 
 #[test]
@@ -326,43 +316,4 @@ fn label_values_are_escaped() {
         text.contains(r#"lb_vrrp_adverts_discarded_total{instance="a\"b\\c"} 1"#),
         "{text}"
     );
-}
-
-#[test]
-fn snapshot_collector_describes_what_it_collects() {
-    let metrics = Metrics::new();
-    let status = Status::example();
-    let collector = StatusCollector {
-        descs: &metrics.snapshot_descs,
-        status: &status,
-    };
-    let described: Vec<&str> = collector
-        .desc()
-        .iter()
-        .map(|d| d.fq_name.as_str())
-        .collect();
-    let collected: Vec<String> = collector
-        .collect()
-        .iter()
-        .map(|f| f.name().to_owned())
-        .collect();
-    assert_eq!(described, collected);
-    for info in SNAPSHOT_METRICS {
-        assert_ne!(info.kind, MetricKind::Histogram, "{}", info.name);
-    }
-    // prometheus' own consistency checks accept the descriptors next to
-    // the live families.
-    struct Owned(Vec<Desc>);
-    impl Collector for Owned {
-        fn desc(&self) -> Vec<&Desc> {
-            self.0.iter().collect()
-        }
-        fn collect(&self) -> Vec<MetricFamily> {
-            Vec::new()
-        }
-    }
-    metrics
-        .registry
-        .register(Box::new(Owned(metrics.snapshot_descs.clone())))
-        .expect("snapshot descriptors are valid and distinct from the live ones");
 }
