@@ -14,9 +14,10 @@ use std::{
 
 use lb_common::{proto, stats};
 use lb_daemon::dataplane::{
-    BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec, XdpMode, attach, programmer::VipId,
+    BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec, XdpMode, attach, maps::Counters,
+    programmer::VipId,
 };
-use lb_lab::{HttpBackend, Topology, TopologyOptions, http_get, unique_prefix};
+use lb_lab::{HttpBackend, Topology, TopologyOptions, http_get, unique_prefix, wait_until};
 use support::lb_daemon;
 
 const CONNECTIONS: usize = 60;
@@ -81,7 +82,6 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
     let answers: Vec<anyhow::Result<String>> = (0..CONNECTIONS)
         .map(|_| http_get(lab.client().ns(), target, Duration::from_secs(3)))
         .collect();
-    let after = balancer.maps().counters().unwrap();
 
     let mut by_backend: BTreeMap<String, usize> = BTreeMap::new();
     for answer in &answers {
@@ -107,22 +107,53 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
         );
     }
 
-    // The counters agree with what was sent.
-    let delta =
-        |index: u32| after.stats[index as usize].packets - before.stats[index as usize].packets;
+    // The counters agree with what was sent. A snapshot reads the maps one
+    // after the other, and the last connections' closing packets (the
+    // client's final ACKs) may still be passing the program after the last
+    // answer: the counters are compared in a snapshot taken once the
+    // traffic has settled, when the verdict, virtual server and backend
+    // counters agree (or, if they never do, in the last one taken).
     let tx = match forwarding {
         Forwarding::Tunnel => stats::TX_TUNNEL,
         Forwarding::Dsr => stats::TX_DSR,
     };
+    // (packets sent by the verdict counter, the VIP's packets, the
+    // backends' packets) since `before`.
+    let packets = |after: &Counters| -> (u64, u64, u64) {
+        let sent = after.stats[tx as usize].packets - before.stats[tx as usize].packets;
+        let vip = balancer.programmer().vip_traffic(&spec.id, after).packets
+            - balancer.programmer().vip_traffic(&spec.id, &before).packets;
+        let backends: u64 = (0..after.backends.len())
+            .map(|i| after.backends[i].packets - before.backends[i].packets)
+            .sum();
+        (sent, vip, backends)
+    };
+    let mut last = None;
+    let settled = wait_until(
+        Duration::from_secs(5),
+        "the counters to agree once the traffic settled",
+        || {
+            let counters = balancer.maps().counters()?;
+            let (sent, vip, backends) = packets(&counters);
+            if vip == sent && backends == sent {
+                return Ok(Some(counters));
+            }
+            last = Some(counters);
+            Ok(None)
+        },
+    );
+    let after = match settled {
+        Ok(counters) => counters,
+        Err(_) => last.expect("at least one snapshot"),
+    };
+    let delta =
+        |index: u32| after.stats[index as usize].packets - before.stats[index as usize].packets;
+    let (_, vip_packets, backend_packets) = packets(&after);
     let (vip_before, vip_after) = (
         balancer.programmer().vip_traffic(&spec.id, &before),
         balancer.programmer().vip_traffic(&spec.id, &after),
     );
-    let vip_packets = vip_after.packets - vip_before.packets;
     let vip_flows = vip_after.flows - vip_before.flows;
-    let backend_packets: u64 = (0..after.backends.len())
-        .map(|i| after.backends[i].packets - before.backends[i].packets)
-        .sum();
     println!(
         "{forwarding:?}: {} packets forwarded, {vip_flows} flows, drops: malformed {} no-backend {}",
         delta(tx),
