@@ -37,6 +37,9 @@ use tokio::{
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// Slack for scheduling on a loaded 2-CPU machine.
 const MARGIN: Duration = Duration::from_millis(700);
+/// How long a lingering HTTP server keeps a connection open after its
+/// answer.
+const LINGER: Duration = Duration::from_secs(30);
 /// The namespace's loopback (not the host's: the thread is inside).
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -123,8 +126,8 @@ struct Answer {
     rest: Arc<Mutex<Vec<u8>>>,
     /// The requests' heads, as received.
     requests: Arc<Mutex<Vec<String>>>,
-    /// Keep the connection open after answering (ignoring `Connection:
-    /// close`).
+    /// Keep the connection open for [`LINGER`] after answering (ignoring
+    /// `Connection: close`).
     linger: bool,
 }
 
@@ -176,7 +179,7 @@ impl Answer {
         }
         if self.linger {
             let _ = stream.flush().await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            tokio::time::sleep(LINGER).await;
         }
         let _ = stream.shutdown().await;
     }
@@ -337,15 +340,16 @@ fn http_status_and_body_match_and_mismatch() {
         );
 
         // A server that keeps the connection open after a complete answer:
-        // the check does not wait for the close.
+        // the check does not wait for the close. Its timeout is long, but
+        // shorter than the server's linger: a check that waited for the
+        // close would time out instead of succeeding. (No bound on how
+        // long the success took: that depends on the machine's load.)
         let mut lingering = Answer::new(200, "ready");
         lingering.linger = true;
         let (addr, _server) = http_server(lingering).await;
-        let result = timed(
-            TIMEOUT / 2,
-            http(addr, &http_check(&[200], Some("ready")), TIMEOUT),
-        )
-        .await;
+        let timeout = Duration::from_secs(10);
+        assert!(timeout < LINGER);
+        let result = http(addr, &http_check(&[200], Some("ready")), timeout).await;
         assert_eq!(result, CheckResult::Success);
 
         // Not HTTP at all.
@@ -601,6 +605,9 @@ async fn gone(pid: i32) -> bool {
     tokio::time::timeout(MARGIN, dead).await.is_ok()
 }
 
+/// A tcp check of `addr`; its timeout is the interval (the longest the
+/// config allows), so that a connection on a loaded machine does not time
+/// out where a success or a refusal is expected.
 fn tcp_target(addr: SocketAddr, interval: Duration, rise: u32, fall: u32) -> Target {
     Target {
         virtual_server: "web".into(),
@@ -609,7 +616,7 @@ fn tcp_target(addr: SocketAddr, interval: Duration, rise: u32, fall: u32) -> Tar
         check: HealthCheck {
             kind: HealthCheckKind::Tcp,
             interval,
-            timeout: interval / 2,
+            timeout: interval,
             rise,
             fall,
         },
@@ -626,7 +633,7 @@ async fn next_report(reports: &mut mpsc::Receiver<Report>, deadline: Instant) ->
 #[test]
 fn supervisor_takes_a_backend_down_after_fall_and_up_after_rise() {
     in_namespace("rise", || async {
-        const INTERVAL: Duration = Duration::from_millis(40);
+        const INTERVAL: Duration = Duration::from_millis(200);
         const RISE: u32 = 2;
         const FALL: u32 = 3;
         let (addr, server) = tcp_server((LOCALHOST, 0).into()).await;
@@ -646,7 +653,7 @@ fn supervisor_takes_a_backend_down_after_fall_and_up_after_rise() {
                 ("web", LOCALHOST)
             );
             assert_eq!(report.changed, None);
-            assert!(report.duration < INTERVAL / 2 + MARGIN);
+            assert!(report.duration < INTERVAL + MARGIN);
         }
 
         // Server gone: down on exactly the FALL-th consecutive failure,
@@ -712,28 +719,35 @@ fn supervisor_takes_a_backend_down_after_fall_and_up_after_rise() {
 #[test]
 fn supervisor_reports_http_status_changes_and_timeouts() {
     in_namespace("sup", || async {
-        const INTERVAL: Duration = Duration::from_millis(50);
+        // The silent backend's check is meant to time out: a short timeout.
+        const SLOW_INTERVAL: Duration = Duration::from_millis(50);
+        const SLOW_TIMEOUT: Duration = Duration::from_millis(30);
+        // The answering backend's check is meant to get its answer: its
+        // timeout is its interval, room for a loaded machine.
+        const API_INTERVAL: Duration = Duration::from_millis(300);
         let answer = Answer::new(200, "ready");
         let (addr, _server) = http_server(answer.clone()).await;
         let (silent, _silent) = silent_server().await;
-        let http_target = |addr: SocketAddr, virtual_server: &str| Target {
+        let http_target = |addr: SocketAddr, virtual_server: &str, interval, timeout| Target {
             virtual_server: virtual_server.into(),
             address: addr.ip(),
             port: Some(addr.port()),
             check: HealthCheck {
                 kind: HealthCheckKind::Http(http_check(&[200], Some("ready"))),
-                interval: INTERVAL,
-                timeout: Duration::from_millis(30),
+                interval,
+                timeout,
                 rise: 1,
                 fall: 2,
             },
         };
+        let api = http_target(addr, "api", API_INTERVAL, API_INTERVAL);
+        let slow = http_target(silent, "slow", SLOW_INTERVAL, SLOW_TIMEOUT);
         let (tx, mut reports) = mpsc::channel(64);
         let mut supervisor = Supervisor::new(tx);
-        supervisor.sync(vec![http_target(addr, "api"), http_target(silent, "slow")]);
+        supervisor.sync(vec![api.clone(), slow]);
         assert_eq!(supervisor.targets_checked().len(), 2);
 
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         // The silent backend times out and goes down after two timeouts.
         let mut slow_down = false;
         let mut api_ok = 0;
@@ -743,7 +757,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
                 "slow" => {
                     assert_eq!(report.result, CheckResult::Timeout);
                     assert_eq!(report.result.label(), "timeout");
-                    assert!(report.duration >= Duration::from_millis(30));
+                    assert!(report.duration >= SLOW_TIMEOUT);
                     slow_down |= report.changed == Some(Health::Down);
                 }
                 "api" => {
@@ -756,9 +770,10 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         assert_eq!(supervisor.health("slow", LOCALHOST), Health::Down);
         assert_eq!(supervisor.health("api", LOCALHOST), Health::Up);
 
-        // The server starts answering 503: down after two bad statuses.
+        // The server starts answering 503: down after two bad statuses
+        // (within three checks: one may be in flight).
         answer.status.store(503, Ordering::SeqCst);
-        let deadline = Instant::now() + max_delay(INTERVAL) * 3 + MARGIN;
+        let deadline = Instant::now() + max_delay(API_INTERVAL) * 3 + MARGIN;
         loop {
             let report = next_report(&mut reports, deadline).await;
             if report.virtual_server != "api" {
@@ -772,21 +787,23 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         }
         assert_eq!(supervisor.health("api", LOCALHOST), Health::Down);
 
-        // Dropping the silent backend from the targets stops its checks.
-        supervisor.sync(vec![http_target(addr, "api")]);
+        // Dropping the silent backend from the targets stops its checks:
+        // reports sent before the sync may still wait in the channel (the
+        // runtime has one thread, so none is sent while these are taken);
+        // none of the silent backend comes after them.
+        supervisor.sync(vec![api.clone()]);
         assert_eq!(supervisor.health("slow", LOCALHOST), Health::Up);
-        let quiet_from = Instant::now() + Duration::from_millis(5);
-        let until = Instant::now() + INTERVAL * 4;
+        while reports.try_recv().is_ok() {}
+        let until = Instant::now() + SLOW_INTERVAL * 10;
         while let Ok(Some(report)) = tokio::time::timeout_at(until, reports.recv()).await {
-            if Instant::now() > quiet_from {
-                assert_eq!(report.virtual_server, "api", "a stopped checker reported");
-            }
+            assert_eq!(report.virtual_server, "api", "a stopped checker reported");
         }
         supervisor.shutdown().await;
         // Kind none is never checked and always up.
         let (tx, _reports) = mpsc::channel(1);
         let mut supervisor = Supervisor::new(tx);
-        let mut none = http_target(addr, "none");
+        let mut none = api;
+        none.virtual_server = "none".into();
         none.check.kind = HealthCheckKind::None;
         supervisor.sync(vec![none]);
         assert_eq!(supervisor.targets_checked().len(), 0);
