@@ -33,8 +33,12 @@ use tokio::{
     time::Instant,
 };
 
-/// Timeout of single probes in these tests.
+/// Timeout of single probes meant to time out.
 const TIMEOUT: Duration = Duration::from_millis(300);
+/// Timeout of single probes meant to get an answer (a success, a refusal,
+/// a bad status...): room for a loaded machine, where a short one could
+/// turn the answer expected into a timeout.
+const ANSWERED: Duration = Duration::from_secs(5);
 /// Slack for scheduling on a loaded 2-CPU machine.
 const MARGIN: Duration = Duration::from_millis(700);
 /// How long a lingering HTTP server keeps a connection open after its
@@ -266,9 +270,9 @@ async fn timed<F: Future<Output = CheckResult>>(limit: Duration, probe: F) -> Ch
 fn tcp_connect_refused_and_timeout_in_time() {
     in_namespace("tcp", || async {
         let (addr, server) = tcp_server((LOCALHOST, 0).into()).await;
-        assert_eq!(tcp(addr, TIMEOUT).await, CheckResult::Success);
+        assert_eq!(tcp(addr, ANSWERED).await, CheckResult::Success);
         server.stop().await;
-        assert_eq!(tcp(addr, TIMEOUT).await, Failure::Refused.into());
+        assert_eq!(tcp(addr, ANSWERED).await, Failure::Refused.into());
         // A listener whose accept queue (backlog 0) is full drops further
         // SYNs: the connection neither succeeds nor fails in time.
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -290,19 +294,19 @@ fn http_status_and_body_match_and_mismatch() {
         let ok = Answer::new(200, "service ready\n");
         let (addr, _server) = http_server(ok.clone()).await;
         assert_eq!(
-            http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await,
+            http(addr, &http_check(&[200], Some("ready")), ANSWERED).await,
             CheckResult::Success
         );
         assert_eq!(
-            http(addr, &http_check(&[204, 200], None), TIMEOUT).await,
+            http(addr, &http_check(&[204, 200], None), ANSWERED).await,
             CheckResult::Success
         );
         assert_eq!(
-            http(addr, &http_check(&[200], Some("draining")), TIMEOUT).await,
+            http(addr, &http_check(&[200], Some("draining")), ANSWERED).await,
             Failure::BodyMismatch.into()
         );
         assert_eq!(
-            http(addr, &http_check(&[204], None), TIMEOUT).await,
+            http(addr, &http_check(&[204], None), ANSWERED).await,
             Failure::BadStatus(200).into()
         );
         let requests = ok.requests();
@@ -319,12 +323,12 @@ fn http_status_and_body_match_and_mismatch() {
 
         let unavailable = Answer::new(503, "ready but overloaded");
         let (addr, _server) = http_server(unavailable.clone()).await;
-        let result = http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await;
+        let result = http(addr, &http_check(&[200], Some("ready")), ANSWERED).await;
         assert_eq!(result, Failure::BadStatus(503).into());
         assert_eq!(result.to_string(), "failure: bad status 503");
         unavailable.status.store(200, Ordering::SeqCst);
         assert_eq!(
-            http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await,
+            http(addr, &http_check(&[200], Some("ready")), ANSWERED).await,
             CheckResult::Success
         );
 
@@ -335,7 +339,7 @@ fn http_status_and_body_match_and_mismatch() {
         );
         let (addr, _server) = http_server(chunked).await;
         assert_eq!(
-            http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await,
+            http(addr, &http_check(&[200], Some("ready")), ANSWERED).await,
             CheckResult::Success
         );
 
@@ -355,7 +359,7 @@ fn http_status_and_body_match_and_mismatch() {
         // Not HTTP at all.
         let (addr, _server) = tcp_garbage_server().await;
         assert!(matches!(
-            http(addr, &http_check(&[200], None), TIMEOUT).await,
+            http(addr, &http_check(&[200], None), ANSWERED).await,
             CheckResult::Failure(Failure::BadResponse(_))
         ));
     });
@@ -379,7 +383,7 @@ fn http_refused_and_silent_server_times_out() {
         let (addr, server) = tcp_server((LOCALHOST, 0).into()).await;
         server.stop().await;
         assert_eq!(
-            http(addr, &http_check(&[200], None), TIMEOUT).await,
+            http(addr, &http_check(&[200], None), ANSWERED).await,
             Failure::Refused.into()
         );
         // Accepted, never answered: the timeout bounds the check.
@@ -392,7 +396,7 @@ fn http_refused_and_silent_server_times_out() {
         assert_eq!(result, CheckResult::Timeout);
         // A server that closes without answering.
         let (addr, _server) = tcp_server((LOCALHOST, 0).into()).await;
-        let result = http(addr, &http_check(&[200], None), TIMEOUT).await;
+        let result = http(addr, &http_check(&[200], None), ANSWERED).await;
         assert_eq!(result, Failure::Reset.into());
     });
 }
@@ -404,7 +408,7 @@ fn https_self_signed_accepted_without_verify_rejected_with() {
         let (addr, _server) = https_server(answer.clone()).await;
         let check = http_check(&[200], Some("ready"));
         assert_eq!(
-            https(addr, &check, false, TIMEOUT).await,
+            https(addr, &check, false, ANSWERED).await,
             CheckResult::Success
         );
         let host = format!("\r\nHost: 127.0.0.1:{}\r\n", addr.port());
@@ -414,7 +418,7 @@ fn https_self_signed_accepted_without_verify_rejected_with() {
             answer.requests()
         );
 
-        let result = https(addr, &check, true, TIMEOUT).await;
+        let result = https(addr, &check, true, ANSWERED).await;
         let CheckResult::Failure(Failure::Tls(reason)) = &result else {
             panic!("verify=true accepted a self-signed certificate: {result:?}");
         };
@@ -425,13 +429,13 @@ fn https_self_signed_accepted_without_verify_rejected_with() {
         // Status and body are judged through TLS as over plain TCP.
         answer.status.store(503, Ordering::SeqCst);
         assert_eq!(
-            https(addr, &check, false, TIMEOUT).await,
+            https(addr, &check, false, ANSWERED).await,
             Failure::BadStatus(503).into()
         );
 
         // Something other than TLS on the port: a TLS error.
         let (plain, _server) = tcp_garbage_server().await;
-        let result = https(plain, &check, false, TIMEOUT).await;
+        let result = https(plain, &check, false, ANSWERED).await;
         assert!(
             matches!(result, CheckResult::Failure(Failure::Tls(_))),
             "{result:?}"
@@ -448,15 +452,15 @@ fn udp_reply_mismatch_refused_and_no_reply() {
     in_namespace("udp", || async {
         let (addr, _server) = udp_echo().await;
         assert_eq!(
-            udp(addr, b"ping", Some(b"pong ping"), TIMEOUT).await,
+            udp(addr, b"ping", Some(b"pong ping"), ANSWERED).await,
             CheckResult::Success
         );
         assert_eq!(
-            udp(addr, b"ping", None, TIMEOUT).await,
+            udp(addr, b"ping", None, ANSWERED).await,
             CheckResult::Success
         );
         assert_eq!(
-            udp(addr, b"ping", Some(b"nope"), TIMEOUT).await,
+            udp(addr, b"ping", Some(b"nope"), ANSWERED).await,
             Failure::ReplyMismatch.into()
         );
 
@@ -472,7 +476,7 @@ fn udp_reply_mismatch_refused_and_no_reply() {
         // Nothing bound: the ICMP port unreachable fails it as refused.
         drop(silent);
         assert_eq!(
-            udp(silent_addr, b"ping", None, TIMEOUT).await,
+            udp(silent_addr, b"ping", None, ANSWERED).await,
             Failure::Refused.into()
         );
     });
@@ -484,9 +488,9 @@ fn checks_over_ipv6() {
         let localhost6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
         let answer = Answer::new(200, "ready");
         let (addr, _server) = http_server_on(localhost6, answer.clone()).await;
-        assert_eq!(tcp(addr, TIMEOUT).await, CheckResult::Success);
+        assert_eq!(tcp(addr, ANSWERED).await, CheckResult::Success);
         assert_eq!(
-            http(addr, &http_check(&[200], Some("ready")), TIMEOUT).await,
+            http(addr, &http_check(&[200], Some("ready")), ANSWERED).await,
             CheckResult::Success
         );
         let host = format!("\r\nHost: [::1]:{}\r\n", addr.port());
@@ -498,12 +502,12 @@ fn checks_over_ipv6() {
 
         let (addr, server) = udp_echo_on(localhost6).await;
         assert_eq!(
-            udp(addr, b"ping", Some(b"pong"), TIMEOUT).await,
+            udp(addr, b"ping", Some(b"pong"), ANSWERED).await,
             CheckResult::Success
         );
         server.stop().await;
         assert_eq!(
-            udp(addr, b"ping", None, TIMEOUT).await,
+            udp(addr, b"ping", None, ANSWERED).await,
             Failure::Refused.into()
         );
     });
@@ -514,10 +518,10 @@ fn exec_status_and_kill_at_timeout() {
     in_namespace("exec", || async {
         let argv = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).into()).collect() };
         assert_eq!(
-            exec(&argv(&["true"]), &[], TIMEOUT).await,
+            exec(&argv(&["true"]), &[], ANSWERED).await,
             CheckResult::Success
         );
-        let result = exec(&argv(&["false"]), &[], TIMEOUT).await;
+        let result = exec(&argv(&["false"]), &[], ANSWERED).await;
         assert_eq!(result, Failure::ExitStatus(1).into());
         assert_eq!(result.to_string(), "failure: exit status 1");
 
@@ -587,7 +591,7 @@ impl Drop for PidFile {
 }
 
 /// Whether process `pid` is gone, or a zombie awaiting its reaper,
-/// within [`MARGIN`].
+/// within 5 s (killed, it goes at once; left alive, it sleeps 30 s).
 async fn gone(pid: i32) -> bool {
     let dead = async {
         loop {
@@ -602,7 +606,9 @@ async fn gone(pid: i32) -> bool {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(MARGIN, dead).await.is_ok()
+    tokio::time::timeout(Duration::from_secs(5), dead)
+        .await
+        .is_ok()
 }
 
 /// A tcp check of `addr`; its timeout is the interval (the longest the
