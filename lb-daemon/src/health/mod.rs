@@ -385,7 +385,7 @@ address = "10.0.0.21"
     async fn a_new_port_is_checked_afresh_with_the_old_verdict() {
         let (tx, mut rx) = mpsc::channel(64);
         let mut supervisor = Supervisor::new(tx);
-        let mut a = target("web", "10.0.0.1", 20);
+        let mut a = target("web", "10.0.0.1", EXEC_INTERVAL_MS);
         supervisor.sync(vec![a.clone()]);
         tokio::time::timeout(Duration::from_secs(5), async {
             while rx.recv().await.expect("channel open").changed != Some(Health::Down) {}
@@ -425,25 +425,31 @@ address = "10.0.0.21"
     /// runs, not as long as nobody read, and none is lost.
     #[tokio::test]
     async fn a_full_report_channel_does_not_stall_probes() {
+        // The interval and timeout: room for a 0.1 s script to run on a
+        // loaded machine.
+        const INTERVAL_MS: u64 = 1000;
         let (tx, mut rx) = mpsc::channel(1);
         let mut supervisor = Supervisor::new(tx);
         let targets: Vec<Target> = (1..=4)
             .map(|i| {
-                let mut t = target("web", &format!("10.0.0.{i}"), 300);
+                let mut t = target("web", &format!("10.0.0.{i}"), INTERVAL_MS);
                 t.check.kind = exec(&["sh", "-c", "sleep 0.1"]);
                 t
             })
             .collect();
         supervisor.sync(targets.clone());
         // Nobody reads for three timeouts.
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
         let mut seen: HashMap<IpAddr, u32> = HashMap::new();
         tokio::time::timeout(Duration::from_secs(10), async {
             while seen.len() < targets.len() {
                 let report = rx.recv().await.expect("channel open");
                 assert_eq!(report.result, CheckResult::Success, "{report:?}");
                 // A probe of 0.1 s, not the time nobody read.
-                assert!(report.duration < Duration::from_millis(600), "{report:?}");
+                assert!(
+                    report.duration < Duration::from_millis(2 * INTERVAL_MS),
+                    "{report:?}"
+                );
                 *seen.entry(report.backend).or_default() += 1;
             }
         })
@@ -519,8 +525,13 @@ address = "10.0.0.21"
         }
     }
 
+    /// An interval (and timeout) of exec checks whose result matters: room
+    /// for spawning a process on a loaded machine, where 20 ms could time
+    /// `false` out instead of failing it with its exit status.
+    const EXEC_INTERVAL_MS: u64 = 250;
+
     /// A backend of `vs` checked by `false` (rise 1, fall 1) every
-    /// `interval_ms`.
+    /// `interval_ms`, with that timeout.
     fn target(vs: &str, address: &str, interval_ms: u64) -> Target {
         Target {
             virtual_server: vs.into(),
@@ -540,9 +551,9 @@ address = "10.0.0.21"
     async fn sync_keeps_unchanged_restarts_changed_and_stops_removed() {
         let (tx, mut rx) = mpsc::channel(64);
         let mut supervisor = Supervisor::new(tx);
-        let a = target("web", "10.0.0.1", 20);
-        let b = target("web", "10.0.0.2", 20);
-        let mut none = target("web", "10.0.0.3", 20);
+        let a = target("web", "10.0.0.1", EXEC_INTERVAL_MS);
+        let b = target("web", "10.0.0.2", EXEC_INTERVAL_MS);
+        let mut none = target("web", "10.0.0.3", EXEC_INTERVAL_MS);
         none.check.kind = HealthCheckKind::None;
         supervisor.sync(vec![a.clone(), b.clone(), none.clone()]);
         assert_eq!(supervisor.targets_checked().len(), 2);
@@ -568,7 +579,7 @@ address = "10.0.0.21"
         // a unchanged, b's check changed to `true` (rise 1), c new.
         let mut b2 = b.clone();
         b2.check.kind = exec(&["true"]);
-        let c = target("web", "10.0.0.4", 20);
+        let c = target("web", "10.0.0.4", EXEC_INTERVAL_MS);
         let generation = |s: &Supervisor, address| s.member("web", address).map(|m| m.generation);
         let a_generation = generation(&supervisor, a.address);
         let b_generation = generation(&supervisor, b.address);
