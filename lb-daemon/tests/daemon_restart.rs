@@ -9,9 +9,9 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    thread,
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
@@ -20,10 +20,54 @@ use lb_lab::{
     ADMIN, BalancerConfig, Daemon, EchoBackend, EchoStream, HealthKind, TempDir, Topology,
     TopologyOptions, http_request, unique_prefix, wait_until,
 };
-use support::lb_daemon;
+use support::{e2e::START_TIMEOUT, lb_daemon};
 
 const PORT: u16 = 7000;
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Exchanges of 1 KiB every stream must make before the kill, while no
+/// daemon runs, and after the restart.
+const EXCHANGES: u64 = 50;
+/// Longest wait for every stream to make [`EXCHANGES`] exchanges.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A thread keeping one stream busy: the exchanges it made so far, and
+/// its outcome (bytes verified, the longest exchange).
+struct Worker {
+    exchanges: Arc<AtomicU64>,
+    thread: JoinHandle<anyhow::Result<(u64, Duration)>>,
+}
+
+/// Each worker's exchanges so far.
+fn exchanges(workers: &[Worker]) -> Vec<u64> {
+    workers
+        .iter()
+        .map(|w| w.exchanges.load(Ordering::SeqCst))
+        .collect()
+}
+
+/// Waits until every stream has made [`EXCHANGES`] more exchanges than it
+/// had made at `since` (`what` happened then). A stream that broke fails
+/// the wait at once.
+fn wait_for_progress(workers: &[Worker], since: &[u64], what: &str) {
+    let waited = wait_until(
+        PROGRESS_TIMEOUT,
+        &format!("every stream to make {EXCHANGES} exchanges {what}"),
+        || {
+            if workers.iter().any(|w| w.thread.is_finished()) {
+                anyhow::bail!("a stream stopped {what} (its error comes when it is joined)");
+            }
+            let now = exchanges(workers);
+            let done = now.iter().zip(since).all(|(n, s)| n - s >= EXCHANGES);
+            Ok(done.then_some(()))
+        },
+    );
+    if let Err(e) = waited {
+        panic!(
+            "{e:#}: exchanges {:?}, {since:?} {what}",
+            exchanges(workers)
+        );
+    }
+}
 
 #[test]
 fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
@@ -54,7 +98,7 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
             dir.path(),
             "lb-a",
             &config,
-            TIMEOUT,
+            START_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e:#}"))
     };
@@ -64,8 +108,8 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     let addr = SocketAddr::new(vip, PORT);
     let streams: Vec<EchoStream> = (0..8)
         .map(|_| {
-            wait_until(TIMEOUT, "a connection to the VIP", || {
-                Ok(EchoStream::connect(client, addr, Duration::from_secs(2)).ok())
+            wait_until(START_TIMEOUT, "a connection to the VIP", || {
+                Ok(EchoStream::connect(client, addr, TIMEOUT).ok())
             })
             .unwrap()
         })
@@ -73,25 +117,29 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
 
     // Keep every stream busy until told to stop; any error is a failure.
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = streams
+    let workers: Vec<Worker> = streams
         .into_iter()
         .map(|mut stream| {
             let stop = stop.clone();
-            thread::spawn(move || -> anyhow::Result<(u64, Duration)> {
+            let exchanges = Arc::new(AtomicU64::new(0));
+            let counted = Arc::clone(&exchanges);
+            let thread = thread::spawn(move || -> anyhow::Result<(u64, Duration)> {
                 let mut longest_wait = Duration::ZERO;
-                let deadline = Instant::now() + Duration::from_secs(60);
+                let deadline = Instant::now() + Duration::from_secs(300);
                 while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                     let started = Instant::now();
                     stream.exchange(1024)?;
+                    counted.fetch_add(1, Ordering::SeqCst);
                     longest_wait = longest_wait.max(started.elapsed());
                     thread::sleep(Duration::from_millis(5));
                 }
                 Ok((stream.verified(), longest_wait))
-            })
+            });
+            Worker { exchanges, thread }
         })
         .collect();
 
-    thread::sleep(Duration::from_millis(500));
+    wait_for_progress(&workers, &vec![0; workers.len()], "before the kill");
     // An operator drains the last backend: the drain outlives the daemon.
     let drained = backends[backends.len() - 1];
     let reply = http_request(
@@ -109,9 +157,11 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
         ns.enter(|| attach::attached(attach::ifindex("eth0").unwrap()).unwrap())
     };
     let program = attached(lab.lb_a().ns()).expect("the program outlives the daemon");
-    thread::sleep(Duration::from_millis(700));
+    // The streams go on without a daemon.
+    wait_for_progress(&workers, &exchanges(&workers), "while no daemon ran");
 
     let second = start();
+    let restarted = exchanges(&workers);
     assert!(
         second.log_text().contains("adopted the balancer program"),
         "{}",
@@ -121,16 +171,12 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
     // New connections work through the adopted program too.
     let mut fresh = EchoStream::connect(client, addr, TIMEOUT).unwrap();
     fresh.exchange(4096).unwrap();
-    thread::sleep(Duration::from_millis(700));
 
-    // Every stream kept going through the restart.
+    // Every stream kept going through the restart, and goes on after it.
+    wait_for_progress(&workers, &restarted, "since the restart");
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
-        let (verified, longest) = worker.join().unwrap().expect("stream broke");
-        assert!(
-            verified > 100 * 1024,
-            "stream made little progress: {verified} bytes"
-        );
+        let (verified, longest) = worker.thread.join().unwrap().expect("stream broke");
         println!("stream: {verified} bytes verified, longest exchange {longest:?}");
     }
     drop(fresh);
