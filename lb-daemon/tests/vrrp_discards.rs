@@ -13,8 +13,12 @@ use std::{
     fs,
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -200,6 +204,62 @@ fn inject_to(ns: &Netns, interface: &str, dst: Ipv4Addr, packets: &[Vec<u8>]) {
     });
 }
 
+/// Sends one packet out of `eth0` of a namespace to the VRRP group every
+/// `every`, from a thread of its own, until stopped (or for at most a
+/// minute); stopped on drop.
+struct Repeater {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<anyhow::Result<anyhow::Result<u64>>>>,
+}
+
+impl Repeater {
+    fn start(ns: &Netns, packet: Vec<u8>, every: Duration) -> Repeater {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            ns.spawn_thread(move || -> anyhow::Result<u64> {
+                let socket = Socket::new(
+                    Domain::IPV4,
+                    Type::RAW,
+                    Some(Protocol::from(i32::from(packet::PROTOCOL))),
+                )?;
+                socket.set_header_included_v4(true)?;
+                socket.bind_device(Some(b"eth0"))?;
+                let to = SocketAddr::V4(SocketAddrV4::new(GROUP, 0)).into();
+                let until = Instant::now() + Duration::from_secs(60);
+                let mut sent = 0;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                    socket.send_to(&packet, &to)?;
+                    sent += 1;
+                    std::thread::sleep(every);
+                }
+                Ok(sent)
+            })
+            .unwrap()
+        };
+        Repeater {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sending; the number of packets sent.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread.take().expect("running");
+        thread.join().unwrap().unwrap().expect("the packets sent")
+    }
+}
+
+impl Drop for Repeater {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn count(discards: &[(&'static str, u64)], reason: &str) -> u64 {
     discards
         .iter()
@@ -352,9 +412,15 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
     assert_eq!(unchanged.transitions, status.transitions);
     assert_eq!(unchanged.state, VrrpState::Master);
 
-    // A well-formed advert of priority 200 does take mastership.
-    let valid: Vec<Vec<u8>> = (0..3).map(|_| ipv4(peer, 255, &encode(&good))).collect();
-    inject(b.ns(), &valid);
+    // A well-formed advert of priority 200 does take mastership. The
+    // "peer" keeps advertising, every 100 ms as it says, while it is
+    // checked (without its adverts the instance would take over again
+    // about 340 ms after the last).
+    let peer_adverts = Repeater::start(
+        b.ns(),
+        ipv4(peer, 255, &encode(&good)),
+        Duration::from_millis(100),
+    );
     let backup = vrrp.wait("backup", |s| s.state == VrrpState::Backup);
     assert_eq!(backup.master, Some(IpAddr::V4(peer)));
     assert!(backup.adverts_received >= 1);
@@ -365,6 +431,8 @@ fn malformed_adverts_are_counted_and_the_master_keeps_its_role() {
         .then_some(()))
     })
     .unwrap();
+    assert_eq!(vrrp.status("VI_1").state, VrrpState::Backup);
+    assert!(peer_adverts.stop() > 0);
 
     // Its own interface down: Fault, as keepalived; back up: it starts over.
     let before = vrrp.status("VI_1").transitions;
