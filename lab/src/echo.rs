@@ -50,7 +50,8 @@ impl EchoBackend {
         self.server.open()
     }
 
-    /// Bytes echoed so far, over all connections.
+    /// Bytes received so far, over all connections. Each is counted before
+    /// it is echoed: once a client has its bytes back, they are counted.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -68,8 +69,10 @@ fn echo(mut stream: TcpStream, bytes: &AtomicU64) -> io::Result<()> {
         if read == 0 {
             return Ok(());
         }
-        stream.write_all(&buffer[..read])?;
+        // Counted before the echo, so that a client that got its echo can
+        // rely on the count.
         bytes.fetch_add(read as u64, Ordering::Relaxed);
+        stream.write_all(&buffer[..read])?;
     }
 }
 
