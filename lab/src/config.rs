@@ -69,13 +69,16 @@ pub struct HealthConfig {
 }
 
 impl Default for HealthConfig {
-    /// tcp, every 500 ms, 300 ms timeout, rise 2, fall 2: a dead backend
-    /// is out within about a second, which suits a lab.
+    /// tcp, every 500 ms, 500 ms timeout, rise 2, fall 2: a dead backend
+    /// is out within about a second, which suits a lab. The timeout is the
+    /// longest the config allows (the interval), so that a healthy backend
+    /// on a loaded machine does not go down mid-test; a stopped server is
+    /// refused at once, so it does not delay detection.
     fn default() -> HealthConfig {
         HealthConfig {
             kind: HealthKind::Tcp,
             interval: Duration::from_millis(500),
-            timeout: Duration::from_millis(300),
+            timeout: Duration::from_millis(500),
             rise: 2,
             fall: 2,
         }
