@@ -17,6 +17,15 @@ fn next_hop_is_solicited_then_found_directly_and_behind_a_gateway() {
     let prefix = unique_prefix("nbr");
     let a = Netns::create(&format!("{prefix}-a")).unwrap();
     let b = Netns::create(&format!("{prefix}-b")).unwrap();
+    // IPv6 addresses usable at once, as in the lab's hosts: with duplicate
+    // address detection, they stay tentative (neither soliciting nor
+    // answering) for a second or more after the link comes up.
+    for ns in [&a, &b] {
+        for scope in ["all", "default"] {
+            ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")
+                .unwrap();
+        }
+    }
     link::veth(&a, "eth0", &b, "eth0").unwrap();
     let (a4, b4) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
     let (a6, b6): (Ipv6Addr, Ipv6Addr) = ("fd09::1".parse().unwrap(), "fd09::2".parse().unwrap());
@@ -52,7 +61,7 @@ fn next_hop_is_solicited_then_found_directly_and_behind_a_gateway() {
                     next_hop: hop
                 }
             );
-            let mac = wait_until(Duration::from_secs(3), "the next hop's MAC", || {
+            let mac = wait_until(Duration::from_secs(10), "the next hop's MAC", || {
                 Ok(resolve(destination).ok().map(|(_, mac)| mac))
             })
             .unwrap_or_else(|e| panic!("{destination} never resolved: {e:#}"));
