@@ -619,13 +619,13 @@ fn tcp_target(addr: SocketAddr, interval: Duration, rise: u32, fall: u32) -> Tar
         virtual_server: "web".into(),
         address: addr.ip(),
         port: Some(addr.port()),
-        check: HealthCheck {
+        check: Arc::new(HealthCheck {
             kind: HealthCheckKind::Tcp,
             interval,
             timeout: interval,
             rise,
             fall,
-        },
+        }),
     }
 }
 
@@ -655,7 +655,7 @@ fn supervisor_takes_a_backend_down_after_fall_and_up_after_rise() {
             assert_eq!(report.result, CheckResult::Success);
             assert_eq!(report.result.label(), "success");
             assert_eq!(
-                (report.virtual_server.as_str(), report.backend),
+                (&*report.virtual_server, report.backend),
                 ("web", LOCALHOST)
             );
             assert_eq!(report.changed, None);
@@ -738,13 +738,13 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
             virtual_server: virtual_server.into(),
             address: addr.ip(),
             port: Some(addr.port()),
-            check: HealthCheck {
+            check: Arc::new(HealthCheck {
                 kind: HealthCheckKind::Http(http_check(&[200], Some("ready"))),
                 interval,
                 timeout,
                 rise: 1,
                 fall: 2,
-            },
+            }),
         };
         let api = http_target(addr, "api", API_INTERVAL, API_INTERVAL);
         let slow = http_target(silent, "slow", SLOW_INTERVAL, SLOW_TIMEOUT);
@@ -759,7 +759,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         let mut api_ok = 0;
         while !(slow_down && api_ok >= 2) {
             let report = next_report(&mut reports, deadline).await;
-            match report.virtual_server.as_str() {
+            match &*report.virtual_server {
                 "slow" => {
                     assert_eq!(report.result, CheckResult::Timeout);
                     assert_eq!(report.result.label(), "timeout");
@@ -782,7 +782,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         let deadline = Instant::now() + max_delay(API_INTERVAL) * 3 + MARGIN;
         loop {
             let report = next_report(&mut reports, deadline).await;
-            if report.virtual_server != "api" {
+            if &*report.virtual_server != "api" {
                 continue;
             }
             if report.result == Failure::BadStatus(503).into()
@@ -802,7 +802,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         while reports.try_recv().is_ok() {}
         let until = Instant::now() + SLOW_INTERVAL * 10;
         while let Ok(Some(report)) = tokio::time::timeout_at(until, reports.recv()).await {
-            assert_eq!(report.virtual_server, "api", "a stopped checker reported");
+            assert_eq!(&*report.virtual_server, "api", "a stopped checker reported");
         }
         supervisor.shutdown().await;
         // Kind none is never checked and always up.
@@ -810,7 +810,7 @@ fn supervisor_reports_http_status_changes_and_timeouts() {
         let mut supervisor = Supervisor::new(tx);
         let mut none = api;
         none.virtual_server = "none".into();
-        none.check.kind = HealthCheckKind::None;
+        Arc::make_mut(&mut none.check).kind = HealthCheckKind::None;
         supervisor.sync(vec![none]);
         assert_eq!(supervisor.targets_checked().len(), 0);
         assert_eq!(supervisor.health("none", LOCALHOST), Health::Up);
@@ -828,10 +828,10 @@ fn probe_dispatches_by_kind() {
             virtual_server: "vs".into(),
             address: addr.ip(),
             port: Some(addr.port()),
-            check: HealthCheck {
+            check: Arc::new(HealthCheck {
                 kind,
                 ..HealthCheck::default()
-            },
+            }),
         };
         let cases = [
             target(tcp_addr, HealthCheckKind::Tcp),

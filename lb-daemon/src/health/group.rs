@@ -56,15 +56,15 @@ pub struct Member {
 /// The backends of one virtual server checked with one check.
 #[derive(Debug)]
 pub struct Group {
-    pub virtual_server: String,
-    pub check: HealthCheck,
+    pub virtual_server: Arc<str>,
+    pub check: Arc<HealthCheck>,
     members: Mutex<HashMap<IpAddr, Member>>,
     /// Woken by the supervisor after it changed `members`.
     pub changed: Notify,
 }
 
 impl Group {
-    pub fn new(virtual_server: String, check: HealthCheck) -> Self {
+    pub fn new(virtual_server: Arc<str>, check: Arc<HealthCheck>) -> Self {
         Self {
             virtual_server,
             check,
@@ -82,10 +82,10 @@ impl Group {
     /// The target of `address` checked on `port`, as the probes take it.
     pub fn target(&self, address: IpAddr, port: Option<u16>) -> Target {
         Target {
-            virtual_server: self.virtual_server.clone(),
+            virtual_server: Arc::clone(&self.virtual_server),
             address,
             port,
-            check: self.check.clone(),
+            check: Arc::clone(&self.check),
         }
     }
 }
@@ -292,7 +292,7 @@ pub(super) fn record(group: &Group, done: Done) -> Option<Report> {
         }
     }
     Some(Report {
-        virtual_server: virtual_server.clone(),
+        virtual_server: Arc::clone(virtual_server),
         backend: address,
         result,
         duration,

@@ -55,21 +55,23 @@ use crate::{
 /// validates intervals as positive; this only keeps a zero from spinning).
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// One backend of one virtual server to check.
+/// One backend of one virtual server to check. The name and the check
+/// are shared by the virtual server's targets (and its group's probes):
+/// a target costs no allocation of its own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
-    pub virtual_server: String,
+    pub virtual_server: Arc<str>,
     pub address: IpAddr,
     /// The port checked ([`crate::config::VirtualServer::health_port`]);
     /// kinds that connect fail with [`Failure::NoPort`] without one.
     pub port: Option<u16>,
-    pub check: HealthCheck,
+    pub check: Arc<HealthCheck>,
 }
 
 /// The result of one check, sent by its group after every check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
-    pub virtual_server: String,
+    pub virtual_server: Arc<str>,
     pub backend: IpAddr,
     pub result: CheckResult,
     /// How long the check took (at most about the timeout).
@@ -79,7 +81,7 @@ pub struct Report {
 }
 
 /// Identifies a checked backend: (virtual server, backend address).
-type Key = (String, IpAddr);
+type Key = (Arc<str>, IpAddr);
 
 /// The running groups of checks.
 ///
@@ -92,7 +94,7 @@ pub struct Supervisor {
     reports: mpsc::Sender<Report>,
     /// By virtual server: its groups, one per distinct check (one, unless
     /// targets were given different checks).
-    groups: HashMap<String, Vec<Running>>,
+    groups: HashMap<Arc<str>, Vec<Running>>,
     /// The generation of the last member added.
     generation: group::Generation,
 }
@@ -125,11 +127,13 @@ impl Supervisor {
             .iter()
             .filter(|vs| vs.health_check.kind != HealthCheckKind::None)
             .flat_map(|vs| {
-                vs.backends.iter().map(|backend| Target {
-                    virtual_server: vs.name.clone(),
+                let name: Arc<str> = vs.name.as_str().into();
+                let check = Arc::new(vs.health_check.clone());
+                vs.backends.iter().map(move |backend| Target {
+                    virtual_server: Arc::clone(&name),
                     address: backend.address,
                     port: vs.health_port(backend),
-                    check: vs.health_check.clone(),
+                    check: Arc::clone(&check),
                 })
             })
             .collect()
@@ -151,10 +155,10 @@ impl Supervisor {
     ///
     /// Returns the (virtual server, backend) pairs whose checks stopped.
     pub fn sync(&mut self, targets: Vec<Target>) -> Vec<(String, IpAddr)> {
-        let mut wanted: HashMap<Key, Target> = HashMap::new();
+        let mut wanted: HashMap<Key, Target> = HashMap::with_capacity(targets.len());
         for target in targets {
             if target.check.kind != HealthCheckKind::None {
-                wanted.insert((target.virtual_server.clone(), target.address), target);
+                wanted.insert((Arc::clone(&target.virtual_server), target.address), target);
             }
         }
         let mut stopped = Vec::new();
@@ -164,7 +168,7 @@ impl Supervisor {
         for (name, groups) in &self.groups {
             for running in groups {
                 running.group.members().retain(|address, member| {
-                    let key = (name.clone(), *address);
+                    let key = (Arc::clone(name), *address);
                     match wanted.get(&key) {
                         Some(t) if t.check == running.group.check && t.port == member.port => true,
                         Some(_) => {
@@ -172,7 +176,7 @@ impl Supervisor {
                             false
                         }
                         None => {
-                            stopped.push(key);
+                            stopped.push((key.0.to_string(), key.1));
                             false
                         }
                     }
@@ -214,14 +218,14 @@ impl Supervisor {
     fn group_of(&mut self, target: &Target) -> Arc<Group> {
         let groups = self
             .groups
-            .entry(target.virtual_server.clone())
+            .entry(Arc::clone(&target.virtual_server))
             .or_default();
         if let Some(running) = groups.iter().find(|r| r.group.check == target.check) {
             return Arc::clone(&running.group);
         }
         let group = Arc::new(Group::new(
-            target.virtual_server.clone(),
-            target.check.clone(),
+            Arc::clone(&target.virtual_server),
+            Arc::clone(&target.check),
         ));
         let task = tokio::spawn(group::run(Arc::clone(&group), self.reports.clone()));
         groups.push(Running {
@@ -360,7 +364,7 @@ address = "10.0.0.21"
         for (target, (address, port)) in
             targets.iter().zip([("10.0.0.11", 80), ("10.0.0.12", 8080)])
         {
-            assert_eq!(target.virtual_server, "web");
+            assert_eq!(&*target.virtual_server, "web");
             assert_eq!(target.address, address.parse::<IpAddr>().unwrap());
             assert_eq!(target.port, Some(port));
             assert_eq!(target.check.kind, expected_kind);
@@ -397,7 +401,7 @@ address = "10.0.0.21"
         a.port = Some(8080);
         // `true` with rise 1 would bring it up at once: the verdict must
         // come from a check, not from the reload.
-        a.check.kind = exec(&["true"]);
+        Arc::make_mut(&mut a.check).kind = exec(&["true"]);
         assert_eq!(supervisor.sync(vec![a.clone()]), vec![]);
         let after = supervisor.member("web", a.address).expect("still checked");
         assert_eq!(
@@ -433,7 +437,7 @@ address = "10.0.0.21"
         let targets: Vec<Target> = (1..=4)
             .map(|i| {
                 let mut t = target("web", &format!("10.0.0.{i}"), INTERVAL_MS);
-                t.check.kind = exec(&["sh", "-c", "sleep 0.1"]);
+                Arc::make_mut(&mut t.check).kind = exec(&["sh", "-c", "sleep 0.1"]);
                 t
             })
             .collect();
@@ -537,13 +541,13 @@ address = "10.0.0.21"
             virtual_server: vs.into(),
             address: address.parse().unwrap(),
             port: None,
-            check: HealthCheck {
+            check: Arc::new(HealthCheck {
                 kind: exec(&["false"]),
                 interval: Duration::from_millis(interval_ms),
                 timeout: Duration::from_millis(interval_ms),
                 rise: 1,
                 fall: 1,
-            },
+            }),
         }
     }
 
@@ -554,7 +558,7 @@ address = "10.0.0.21"
         let a = target("web", "10.0.0.1", EXEC_INTERVAL_MS);
         let b = target("web", "10.0.0.2", EXEC_INTERVAL_MS);
         let mut none = target("web", "10.0.0.3", EXEC_INTERVAL_MS);
-        none.check.kind = HealthCheckKind::None;
+        Arc::make_mut(&mut none.check).kind = HealthCheckKind::None;
         supervisor.sync(vec![a.clone(), b.clone(), none.clone()]);
         assert_eq!(supervisor.targets_checked().len(), 2);
         // `false` with fall 1: both go down on their first check.
@@ -578,7 +582,7 @@ address = "10.0.0.21"
 
         // a unchanged, b's check changed to `true` (rise 1), c new.
         let mut b2 = b.clone();
-        b2.check.kind = exec(&["true"]);
+        Arc::make_mut(&mut b2.check).kind = exec(&["true"]);
         let c = target("web", "10.0.0.4", EXEC_INTERVAL_MS);
         let generation = |s: &Supervisor, address| s.member("web", address).map(|m| m.generation);
         let a_generation = generation(&supervisor, a.address);

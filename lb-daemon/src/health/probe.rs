@@ -137,7 +137,7 @@ async fn udp_exchange(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u
 /// Environment of an exec check's command: which backend it checks.
 fn environment(target: &Target) -> Vec<(&'static str, String)> {
     let mut env = vec![
-        ("LB_VIRTUAL_SERVER", target.virtual_server.clone()),
+        ("LB_VIRTUAL_SERVER", target.virtual_server.to_string()),
         ("LB_BACKEND", target.address.to_string()),
     ];
     if let Some(port) = target.port {
@@ -241,6 +241,8 @@ impl Drop for Group {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn argv(args: &[&str]) -> Vec<String> {
@@ -317,7 +319,7 @@ mod tests {
             virtual_server: "web".into(),
             address: "192.0.2.1".parse().unwrap(),
             port: None,
-            check: crate::config::HealthCheck::default(),
+            check: Arc::default(),
         };
         let http = HttpCheck {
             path: "/".into(),
@@ -334,16 +336,16 @@ mod tests {
             },
         ];
         for kind in connecting {
-            target.check.kind = kind;
+            Arc::make_mut(&mut target.check).kind = kind;
             assert!(target.check.kind.needs_port());
             let result = runtime.block_on(probe(&target));
             assert_eq!(result, Failure::NoPort.into(), "{:?}", target.check.kind);
         }
-        target.check.kind = HealthCheckKind::Exec {
+        Arc::make_mut(&mut target.check).kind = HealthCheckKind::Exec {
             command: vec!["true".into()],
         };
         assert_eq!(runtime.block_on(probe(&target)), CheckResult::Success);
-        target.check.kind = HealthCheckKind::None;
+        Arc::make_mut(&mut target.check).kind = HealthCheckKind::None;
         assert_eq!(runtime.block_on(probe(&target)), CheckResult::Success);
         assert_eq!(
             environment(&target),
