@@ -5,7 +5,7 @@
 //! generation; its task keeps the schedule (a heap of due times) and the
 //! probes in flight, each boxed for as long as it runs. So an idle checked
 //! backend is a map entry and a due time, about 100 bytes with the maps'
-//! slack, not a task of its own.
+//! slack, not a task of its own. Both shrink when most members leave.
 //!
 //! The supervisor changes the members under the group's lock and wakes
 //! the task ([`Group::changed`]); the task schedules newcomers at a random
@@ -211,10 +211,17 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Puts every member not yet on the schedule on it, at a random point of
-/// its first interval.
+/// its first interval. A schedule left much larger than the members (most
+/// of them went away) drops their due times and gives their room back.
 fn schedule_newcomers(group: &Group, schedule: &mut BinaryHeap<Due>, interval: Duration) {
     let now = Instant::now();
     let mut members = group.members();
+    if schedule.capacity() > 2 * members.len() {
+        schedule.retain(|Reverse((_, address, generation))| {
+            current(&mut members, *address, *generation).is_some()
+        });
+        schedule.shrink_to_fit();
+    }
     // Grown to what the members need, not to the next power of two.
     let newcomers = members.values().filter(|m| !m.scheduled).count();
     schedule.reserve_exact(newcomers);

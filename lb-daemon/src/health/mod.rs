@@ -236,14 +236,19 @@ impl Supervisor {
     }
 
     /// Stops groups left without members and wakes the others, whose
-    /// members may have changed.
+    /// members may have changed; a group that lost most of its members
+    /// gives their room back.
     fn settle(&mut self) {
         for groups in self.groups.values_mut() {
             groups.retain(|running| {
-                let empty = running.group.members().is_empty();
+                let mut members = running.group.members();
+                let empty = members.is_empty();
                 if empty {
                     running.task.abort();
                 } else {
+                    if members.capacity() > 2 * members.len() {
+                        members.shrink_to_fit();
+                    }
                     running.group.changed.notify_one();
                 }
                 !empty
@@ -549,6 +554,28 @@ address = "10.0.0.21"
                 fall: 1,
             }),
         }
+    }
+
+    /// A reload that leaves a group a few of its many members gives the
+    /// room of the others back (the checks are hours apart: none runs).
+    #[tokio::test]
+    async fn a_group_that_lost_most_members_shrinks() {
+        let (tx, _rx) = mpsc::channel(64);
+        let mut supervisor = Supervisor::new(tx);
+        let hour = 3_600_000;
+        let many: Vec<Target> = (0..1000u32)
+            .map(|i| target("web", &IpAddr::from(i.to_be_bytes()).to_string(), hour))
+            .collect();
+        let few = many[..10].to_vec();
+        let capacity = |supervisor: &Supervisor| {
+            let groups = &supervisor.groups["web"];
+            groups[0].group.members().capacity()
+        };
+        supervisor.sync(many);
+        assert!(capacity(&supervisor) >= 1000);
+        supervisor.sync(few);
+        assert_eq!(supervisor.targets_checked().len(), 10);
+        assert!(capacity(&supervisor) < 64, "{}", capacity(&supervisor));
     }
 
     #[tokio::test]
