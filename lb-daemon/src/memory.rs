@@ -10,7 +10,11 @@
 const ARENAS: libc::c_int = 2;
 
 /// Limits the heap to [`ARENAS`] arenas; called before any thread starts.
+/// An operator's `MALLOC_ARENA_MAX` in the environment wins.
 pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     // SAFETY: mallopt has no preconditions; M_ARENA_MAX only bounds the
     // arenas created from now on.
     if unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) } == 0 {

@@ -38,6 +38,17 @@ pub enum MetricKind {
     Histogram,
 }
 
+impl MetricKind {
+    /// The type as a `# TYPE` line names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
 /// Name, help, type and labels of one metric family.
 #[derive(Clone, Copy, Debug)]
 pub struct MetricInfo {

@@ -86,7 +86,10 @@ pub struct BackendStatus {
     pub next_hop: bool,
     pub packets: u64,
     pub bytes: u64,
-    /// Its health checks by result, since it was first checked.
+    /// Its health checks by result since its checks started: all 0 for a
+    /// backend not checked (check kind `none`); they start over when its
+    /// checks stop (a reload to kind `none`) or when it leaves the config,
+    /// and go on when its check changes.
     #[serde(default)]
     pub checks: CheckCounts,
 }
@@ -101,24 +104,23 @@ pub struct CheckCounts {
 }
 
 impl CheckCounts {
+    /// The counts in the order of `CheckResult::LABELS` (and of
+    /// `CheckResult::index`).
+    fn counts(&mut self) -> [&mut u32; 3] {
+        [&mut self.success, &mut self.failure, &mut self.timeout]
+    }
+
     /// Counts one check that came to `result`.
     pub fn count(&mut self, result: &CheckResult) {
-        let count = match result {
-            CheckResult::Success => &mut self.success,
-            CheckResult::Failure(_) => &mut self.failure,
-            CheckResult::Timeout => &mut self.timeout,
-        };
-        *count = count.wrapping_add(1);
+        if let Some(count) = self.counts().into_iter().nth(result.index()) {
+            *count = count.wrapping_add(1);
+        }
     }
 
     /// Each result's label (`CheckResult::label`) with its count.
-    pub fn by_result(&self) -> [(&'static str, u32); 3] {
-        let [success, failure, timeout] = CheckResult::LABELS;
-        [
-            (success, self.success),
-            (failure, self.failure),
-            (timeout, self.timeout),
-        ]
+    pub fn by_result(mut self) -> [(&'static str, u32); 3] {
+        let counts = self.counts().map(|count| *count);
+        std::array::from_fn(|i| (CheckResult::LABELS[i], counts[i]))
     }
 }
 

@@ -133,7 +133,10 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
         Duration::from_secs(5),
         "the counters to agree once the traffic settled",
         || {
-            let counters = balancer.maps().counters()?;
+            let counters = balancer
+                .maps()
+                .counters()
+                .unwrap_or_else(|error| panic!("reading the counters: {error:#}"));
             let (sent, vip, backends) = packets(&counters);
             if vip == sent && backends == sent {
                 return Ok(Some(counters));
@@ -142,9 +145,12 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
             Ok(None)
         },
     );
+    // Never agreeing (the wait timed out: reading them cannot fail here),
+    // the counters are asserted as last read, and the assertions below
+    // say which differ.
     let after = match settled {
         Ok(counters) => counters,
-        Err(_) => last.expect("at least one snapshot"),
+        Err(_) => last.expect("a snapshot read before the wait timed out"),
     };
     let delta =
         |index: u32| after.stats[index as usize].packets - before.stats[index as usize].packets;

@@ -116,7 +116,7 @@ struct Scrape {
     peak_before_kib: u64,
     /// Its peak resident memory during the scrape (`VmHWM`, reset just
     /// before it).
-    peak_kib: u64,
+    peak_during_kib: u64,
 }
 
 impl Checked {
@@ -240,7 +240,7 @@ fn scrape(lb: &Netns, pid: u32) -> anyhow::Result<Scrape> {
         duration,
         memory: memory(pid)?,
         peak_before_kib,
-        peak_kib: status_field(pid, "VmHWM:")?,
+        peak_during_kib: status_field(pid, "VmHWM:")?,
     })
 }
 
@@ -413,7 +413,7 @@ impl Figures {
                     "seconds": self.checked.scrape.duration.as_secs_f64(),
                     "rss_kib_after": self.checked.scrape.memory.rss_kib,
                     "peak_rss_kib_before": self.checked.scrape.peak_before_kib,
-                    "peak_rss_kib_during": self.checked.scrape.peak_kib,
+                    "peak_rss_kib_during": self.checked.scrape.peak_during_kib,
                 },
             },
             "targets": { "reload_seconds": 1.0, "rss_mb": 50 },
@@ -478,13 +478,13 @@ impl Figures {
         }
         let _ = writeln!(
             text,
-            "| peak resident memory of the checking daemon from its start (VmHWM: the config parse) | {:.1} MiB | |",
+            "| peak resident memory of the checking daemon from its start (VmHWM) | {:.1} MiB | |",
             mib(scrape.peak_before_kib)
         );
         let _ = writeln!(
             text,
             "| peak resident memory of the checking daemon during the scrape (VmHWM, reset before it) | {:.1} MiB | |",
-            mib(scrape.peak_kib)
+            mib(scrape.peak_during_kib)
         );
         text.push_str(
             "\nThe rings live in the kernel's `RINGS` map (4 bytes per slot); the daemon maps only \

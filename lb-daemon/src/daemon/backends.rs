@@ -7,6 +7,7 @@ use std::{collections::HashMap, net::IpAddr};
 use crate::{
     config::{Backend, Config, VirtualServer},
     dataplane::{BackendSpec, VipSpec, programmer::VipId},
+    health::Report,
     status::{BackendStatus, CheckCounts, Health},
 };
 
@@ -88,6 +89,32 @@ impl Backends {
         let states = self.states.get_mut(virtual_server)?;
         let i = position(states, address)?;
         Some(&mut states[i].1)
+    }
+
+    /// Counts a health-check result with its backend and takes the
+    /// verdict it changed to, if any. Whether the backend's health changed;
+    /// a result for a backend not in the config (a reload removed it while
+    /// it was checked) counts nowhere.
+    pub fn apply_check(&mut self, report: &Report) -> bool {
+        let Some(state) = self.get_mut(&report.virtual_server, report.backend) else {
+            return false;
+        };
+        state.checks.count(&report.result);
+        match report.changed {
+            Some(health) if health != state.health => {
+                state.health = health;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts the check counts of `backend` of `virtual_server` over (its
+    /// checks stopped).
+    pub fn forget_checks(&mut self, virtual_server: &str, backend: IpAddr) {
+        if let Some(state) = self.get_mut(virtual_server, backend) {
+            state.checks = CheckCounts::default();
+        }
     }
 
     /// The states of the backends of `virtual_server`, sorted by address
@@ -181,7 +208,10 @@ pub fn vip_id(vs: &VirtualServer) -> VipId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, test_configs::one_backend_and};
+    use crate::{
+        config::{self, test_configs::one_backend_and},
+        health::{CheckResult, Failure},
+    };
 
     /// "web" with a second backend, 10.0.0.12, of weight 0.
     fn web() -> String {
@@ -231,6 +261,54 @@ weight = 0
         assert_eq!(status[0].packets, 1);
         assert!(status[0].drained && !status[0].takes_new_flows());
         assert_eq!(status[1].health, Health::Down);
+    }
+
+    /// A check result is counted with its backend and its verdict taken;
+    /// a backend removed from the config counts nothing; the counts go on
+    /// through a reload that keeps the backend, and start over when its
+    /// checks stop or it leaves.
+    #[test]
+    fn check_results_are_counted_with_their_backend() {
+        let old = config(&web());
+        let vs = &old.virtual_servers[0];
+        let (a, b) = (vs.backends[0].address, vs.backends[1].address);
+        let mut backends = Backends::default();
+        backends.sync(&old);
+        let report = |backend, result: CheckResult, changed| Report {
+            virtual_server: "web".into(),
+            backend,
+            result,
+            duration: std::time::Duration::from_millis(1),
+            changed,
+        };
+        assert!(!backends.apply_check(&report(a, CheckResult::Success, None)));
+        assert!(!backends.apply_check(&report(a, CheckResult::Timeout, None)));
+        let down = report(a, Failure::Refused.into(), Some(Health::Down));
+        assert!(backends.apply_check(&down), "a verdict change");
+        assert!(!backends.apply_check(&down), "already down");
+        let counts = |backends: &Backends, address| backends.get("web", address).unwrap().checks;
+        let expected = CheckCounts {
+            success: 1,
+            failure: 2,
+            timeout: 1,
+        };
+        assert_eq!(counts(&backends, a), expected);
+        assert_eq!(backends.get("web", a).unwrap().health, Health::Down);
+        assert_eq!(counts(&backends, b), CheckCounts::default());
+
+        let gone: IpAddr = "10.0.0.99".parse().unwrap();
+        assert!(!backends.apply_check(&report(gone, CheckResult::Success, Some(Health::Up))));
+        assert!(backends.get("web", gone).is_none());
+
+        // A reload that keeps `a` and drops `b` keeps `a`'s counts.
+        backends.apply_check(&report(b, CheckResult::Success, None));
+        backends.sync(&config(&web().replace("10.0.0.12", "10.0.0.13")));
+        assert_eq!(counts(&backends, a), expected);
+        assert!(backends.get("web", b).is_none());
+        backends.sync(&old);
+        assert_eq!(counts(&backends, b), CheckCounts::default(), "back anew");
+        backends.forget_checks("web", a);
+        assert_eq!(counts(&backends, a), CheckCounts::default());
     }
 
     #[test]

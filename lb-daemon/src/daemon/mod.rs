@@ -5,15 +5,17 @@
 //!
 //! - [`api`]: what the admin API and the metrics endpoint see, and their
 //!   servers.
-//! - [`backends`]: health, drain and next hop of each backend; the specs
-//!   the maps are programmed from (pure).
+//! - [`backends`]: health, check counts, drain and next hop of each
+//!   backend; the specs the maps are programmed from (pure).
 //! - [`dataplane`]: the balancer program adopted or loaded, attached,
 //!   detached on a graceful stop.
 //! - [`next_hops`]: backends' Ethernet next hops from the kernel, cached.
 //! - [`state`]: the daemon's state behind one lock, and every change to it.
 //!
-//! Health checks ([`crate::health`]) report to the main loop, which applies
-//! a changed verdict to the maps at once and feeds VRRP tracking.
+//! Health checks ([`crate::health`]) report to the main loop, which takes
+//! the reports waiting in batches: it counts them with their backends and
+//! applies changed verdicts to the maps at once (one lock per batch), and
+//! feeds VRRP tracking.
 pub mod api;
 pub mod backends;
 pub mod dataplane;
@@ -77,6 +79,8 @@ pub async fn run(path: &Path, config: Config) -> Result<()> {
 
 /// Health reports waiting to be applied before the checks wait.
 const REPORT_QUEUE: usize = 1024;
+/// Most reports applied under one lock of the daemon's state.
+const REPORT_BATCH: usize = 256;
 
 struct Daemon {
     path: PathBuf,
@@ -89,6 +93,7 @@ struct Daemon {
 
 impl Daemon {
     async fn serve(&mut self, mut reports: mpsc::Receiver<Report>) -> Result<()> {
+        let mut batch = Vec::with_capacity(REPORT_BATCH);
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
@@ -100,7 +105,13 @@ impl Daemon {
                 _ = hangup.recv() => self.reload().await,
                 _ = terminate.recv() => return Ok(()),
                 _ = interrupt.recv() => return Ok(()),
-                Some(report) = reports.recv() => self.health_report(report),
+                received = reports.recv_many(&mut batch, REPORT_BATCH) => {
+                    // 0 only once every sender is gone: the supervisor,
+                    // which lives as long as this loop.
+                    if received > 0 {
+                        self.health_reports(&mut batch);
+                    }
+                }
                 _ = refresh.tick() => {
                     let shared = self.shared.clone();
                     let result = tokio::task::spawn_blocking(move || shared.refresh_next_hops()).await;
@@ -112,39 +123,40 @@ impl Daemon {
         }
     }
 
-    /// A health-check result: a changed verdict reprograms the virtual
-    /// server (within this call, so within one interval of the check) and
-    /// updates VRRP tracking.
-    fn health_report(&self, report: Report) {
+    /// Health-check results: counted with their backends; a changed
+    /// verdict reprograms its virtual server (within this call, so within
+    /// one interval of the check) and updates VRRP tracking.
+    fn health_reports(&self, batch: &mut Vec<Report>) {
         // A late report of a check a reload stopped is not counted.
-        if !self
-            .health
-            .is_checked(&report.virtual_server, report.backend)
-        {
-            return;
-        }
-        self.shared
-            .count_check(&report.virtual_server, report.backend, &report.result);
-        self.metrics
-            .observe_check_duration(&report.virtual_server, report.duration);
-        let Some(health) = report.changed else {
-            return;
-        };
-        info!(
-            virtual_server = %report.virtual_server,
-            backend = %report.backend,
-            health = ?health,
-            result = %report.result,
-            "backend health changed"
-        );
-        let applied = tokio::task::block_in_place(|| {
-            self.shared
-                .set_health(&report.virtual_server, report.backend, health)
+        batch.retain(|report| {
+            self.health
+                .is_checked(&report.virtual_server, report.backend)
         });
-        if let Err(error) = applied {
-            error!("applying a health change: {error:#}");
+        let mut verdicts_changed = false;
+        for report in batch.iter() {
+            self.metrics
+                .observe_check_duration(&report.virtual_server, report.duration);
+            if let Some(health) = report.changed {
+                verdicts_changed = true;
+                info!(
+                    virtual_server = %report.virtual_server,
+                    backend = %report.backend,
+                    health = ?health,
+                    result = %report.result,
+                    "backend health changed"
+                );
+            }
         }
-        self.track_virtual_servers();
+        // The state's lock may be held for a while (a scrape reads every
+        // counter under it): the worker's other tasks move on meanwhile.
+        let applied = tokio::task::block_in_place(|| self.shared.apply_checks(batch));
+        if let Err(error) = applied {
+            error!("applying health checks: {error:#}");
+        }
+        batch.clear();
+        if verdicts_changed {
+            self.track_virtual_servers();
+        }
     }
 
     /// Feeds VRRP tracking: which virtual servers have a healthy backend.
@@ -167,19 +179,20 @@ impl Daemon {
         if let Err(error) = self.vrrp.reload(config.vrrp.clone()).await {
             error!("VRRP reload incomplete: {error:#}");
         }
-        let targets = Supervisor::targets(&config);
         let shared = self.shared.clone();
         match tokio::task::spawn_blocking(move || shared.reload(config)).await {
             Ok(Ok(())) => info!("reloaded"),
             Ok(Err(error)) => error!("reload failed: {error:#}"),
             Err(error) => error!("reload failed: {error}"),
         }
-        // Checks follow the config in force; a backend whose check went
+        // Checks follow the config in force (the old one if the reload
+        // failed before taking the new one); a backend whose check went
         // away (kind none) is up again.
+        let targets = tokio::task::block_in_place(|| self.shared.check_targets());
         let stopped = self.health.sync(targets);
-        self.shared.forget_checks(&stopped);
+        tokio::task::block_in_place(|| self.shared.forget_checks(&stopped));
         self.metrics
-            .retain_check_durations(|virtual_server| self.health.checks(virtual_server));
+            .retain_check_durations(|virtual_server| self.health.is_checking(virtual_server));
         let health = &self.health;
         let result = tokio::task::block_in_place(|| {
             self.shared

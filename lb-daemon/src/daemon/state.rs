@@ -20,8 +20,8 @@ use super::{
 use crate::{
     admin::ControlError,
     config::{Config, Forwarding, VirtualServer, diff},
-    health::CheckResult,
-    status::{BackendStatus, CheckCounts, Health, Status, VirtualServerStatus},
+    health::{Report, Supervisor, Target},
+    status::{BackendStatus, Health, Status, VirtualServerStatus},
 };
 
 struct Inner {
@@ -153,14 +153,27 @@ impl Shared {
         program_all(&mut inner, &changed)
     }
 
-    /// Counts a health check of `backend` that came to `result`. A brief
-    /// lock, taken for every check: reprogramming waits for a verdict
-    /// change ([`Self::set_health`]).
-    pub fn count_check(&self, virtual_server: &str, backend: IpAddr, result: &CheckResult) {
-        // A late result for a backend a reload removed counts nowhere.
-        if let Some(state) = self.lock().backends.get_mut(virtual_server, backend) {
-            state.checks.count(result);
+    /// Counts health-check results with their backends and applies the
+    /// verdict changes among them: each virtual server whose backends'
+    /// health changed is reprogrammed once. A result for a backend a reload
+    /// removed counts nowhere.
+    pub fn apply_checks(&self, reports: &[Report]) -> Result<()> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut changed = BTreeSet::new();
+        for report in reports {
+            if inner.backends.apply_check(report) {
+                changed.insert(report.virtual_server.to_string());
+            }
         }
+        program_all(inner, &changed)
+    }
+
+    /// The health-check targets of the config in force (the new one after
+    /// a reload, even one that failed part way, or the old one if it
+    /// failed before taking the new one).
+    pub fn check_targets(&self) -> Vec<Target> {
+        Supervisor::targets(&self.lock().config)
     }
 
     /// Forgets the check counts of backends whose checks stopped (their
@@ -168,20 +181,8 @@ impl Shared {
     pub fn forget_checks(&self, stopped: &[(String, IpAddr)]) {
         let mut inner = self.lock();
         for (virtual_server, backend) in stopped {
-            if let Some(state) = inner.backends.get_mut(virtual_server, *backend) {
-                state.checks = CheckCounts::default();
-            }
+            inner.backends.forget_checks(virtual_server, *backend);
         }
-    }
-
-    /// A health-check verdict changed: the backend leaves or rejoins the ring.
-    pub fn set_health(&self, virtual_server: &str, backend: IpAddr, health: Health) -> Result<()> {
-        let mut inner = self.lock();
-        let Some(state) = inner.backends.get_mut(virtual_server, backend) else {
-            return Ok(()); // a late result for a backend removed by a reload
-        };
-        state.health = health;
-        program(&mut inner, virtual_server)
     }
 
     /// Sets every backend's health to what `health` says (after the

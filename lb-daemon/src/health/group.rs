@@ -306,3 +306,41 @@ pub(super) fn record(group: &Group, done: Done) -> Option<Report> {
         changed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schedule left with many due times of members gone or replaced
+    /// keeps those of the current members and gives the rest of its room
+    /// back.
+    #[test]
+    fn a_schedule_larger_than_its_members_keeps_only_theirs() {
+        let group = Group::new("web".into(), Arc::new(HealthCheck::default()));
+        let address = |i: u8| IpAddr::from([10, 0, 0, i]);
+        for (i, generation) in [(1, 7), (2, 8)] {
+            let member = Member {
+                port: None,
+                state: RiseFall::new(1, 1),
+                generation,
+                scheduled: true,
+            };
+            group.members().insert(address(i), member);
+        }
+        let now = Instant::now();
+        let mut schedule: BinaryHeap<Due> =
+            (3..=20).map(|i| Reverse((now, address(i), 1))).collect();
+        schedule.push(Reverse((now, address(1), 7)));
+        schedule.push(Reverse((now, address(2), 8)));
+        // A due time of a replaced member: its address, an old generation.
+        schedule.push(Reverse((now, address(1), 6)));
+        schedule_newcomers(&group, &mut schedule, Duration::from_secs(1));
+        let mut left: Vec<(IpAddr, Generation)> = schedule
+            .iter()
+            .map(|Reverse((_, address, generation))| (*address, *generation))
+            .collect();
+        left.sort();
+        assert_eq!(left, [(address(1), 7), (address(2), 8)]);
+        assert!(schedule.capacity() <= 4, "{}", schedule.capacity());
+    }
+}

@@ -141,7 +141,7 @@ impl Supervisor {
 
     /// Starts checks of new targets, stops removed ones, restarts changed
     /// ones; a target whose check did not change keeps its schedule, its
-    /// health state and its counters.
+    /// rise/fall state (its health and its streak).
     ///
     /// A target identified by (virtual server, address) whose port or
     /// check changed is checked afresh: it keeps the backend's current
@@ -266,7 +266,7 @@ impl Supervisor {
     }
 
     /// Whether some backend of `virtual_server` is being checked.
-    pub fn checks(&self, virtual_server: &str) -> bool {
+    pub fn is_checking(&self, virtual_server: &str) -> bool {
         self.groups.contains_key(virtual_server)
     }
 

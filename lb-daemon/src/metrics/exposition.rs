@@ -130,14 +130,9 @@ impl Family<'_> {
         }
         self.started = true;
         let info = self.info;
-        let kind = match info.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        };
         let _ = write!(self.text, "# HELP {} ", info.name);
         let _ = Escaped::help(self.text).write_str(info.help);
-        let _ = writeln!(self.text, "\n# TYPE {} {kind}", info.name);
+        let _ = writeln!(self.text, "\n# TYPE {} {}", info.name, info.kind.as_str());
     }
 
     /// `NAME[suffix]{label="value",...[,le="bound"]}`.

@@ -172,14 +172,9 @@ fn every_family_has_help_and_type() {
             "{}",
             info.name
         );
-        let kind = match info.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        };
         assert_eq!(
             exp.types.get(info.name).map(String::as_str),
-            Some(kind),
+            Some(info.kind.as_str()),
             "{}",
             info.name
         );
