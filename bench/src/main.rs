@@ -15,7 +15,6 @@
 //! timed. Maps as in production: VIPs with 100 backends each, a Maglev
 //! ring of 65,537 slots, a flow table of 1M entries.
 use std::{
-    cell::Cell,
     collections::HashMap,
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -59,7 +58,8 @@ const NOT_VIP4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
 struct Scenario {
     name: &'static str,
     katran_ns: Option<u64>,
-    /// The packet of call `i`.
+    /// The packet of the scenario's call `i`, counted over its rounds
+    /// (SYN scenarios take a new flow for each).
     packet: Box<dyn Fn(usize) -> Vec<u8>>,
 }
 
@@ -395,7 +395,6 @@ fn main() -> anyhow::Result<()> {
         syn_hash6,
         flow_table::WAYS_V6,
     );
-    let (next4, next6, spread4) = (Cell::new(0usize), Cell::new(0usize), Cell::new(0usize));
     let scenarios = [
         Scenario {
             name: "IPv4 TCP established",
@@ -405,16 +404,16 @@ fn main() -> anyhow::Result<()> {
         Scenario {
             name: SYN4,
             katran_ns: Some(173),
-            packet: Box::new(move |_| {
-                let (src, sport) = warm4[next(&next4) % warm4.len()];
+            packet: Box::new(move |i| {
+                let (src, sport) = warm4[i % warm4.len()];
                 packets::tcp(src.into(), sport, VIP4.into(), 80, true)
             }),
         },
         Scenario {
             name: "IPv4 TCP SYN, new flows over the whole table",
             katran_ns: None,
-            packet: Box::new(move |_| {
-                let (src, sport) = syn_client4(next(&spread4));
+            packet: Box::new(move |i| {
+                let (src, sport) = syn_client4(i);
                 packets::tcp(src.into(), sport, VIP4.into(), 80, true)
             }),
         },
@@ -426,8 +425,8 @@ fn main() -> anyhow::Result<()> {
         Scenario {
             name: SYN6,
             katran_ns: None,
-            packet: Box::new(move |_| {
-                let (src, sport) = warm6[next(&next6) % warm6.len()];
+            packet: Box::new(move |i| {
+                let (src, sport) = warm6[i % warm6.len()];
                 packets::tcp(src.into(), sport, VIP6.into(), 80, true)
             }),
         },
@@ -460,17 +459,15 @@ fn main() -> anyhow::Result<()> {
             rounds: Vec::new(),
         })
         .collect();
-    let mut call = 0usize;
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         for (scenario, row) in scenarios.iter().zip(rows.iter_mut()) {
             if !selected(scenario.name) {
                 continue;
             }
             let mut samples = Vec::with_capacity(calls);
             let mut baseline = Vec::with_capacity(calls);
-            for _ in 0..calls {
+            for call in round * calls..(round + 1) * calls {
                 let frame = (scenario.packet)(call);
-                call += 1;
                 baseline.push(test_run::run(pass, &baseline_packet)?.duration_ns);
                 samples.push(test_run::run(program, &frame)?.duration_ns);
             }
@@ -490,13 +487,6 @@ fn main() -> anyhow::Result<()> {
     results::write_pair(&dir, "per-packet", &json(&rows, verified), &markdown)?;
     println!("\nwritten: {}/per-packet.{{md,json}}", dir.display());
     Ok(())
-}
-
-/// The value of `counter`, which then moves on by one.
-fn next(counter: &Cell<usize>) -> usize {
-    let i = counter.get();
-    counter.set(i + 1);
-    i
 }
 
 fn median(mut samples: Vec<u64>) -> u64 {
