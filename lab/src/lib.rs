@@ -75,7 +75,7 @@ pub use topology::{
     CLIENT_MTU, DEFAULT_VIP_V4, DEFAULT_VIP_V6, FABRIC_MTU, HOST_INTERFACE, Host, LAB_PREFIX, Role,
     Topology, TopologyOptions,
 };
-pub use wait::wait_until;
+pub use wait::{read_settled, wait_until};
 pub use web::{ADMIN, VIRTUAL_SERVER, WEB_LISTEN, WEB_PORT};
 
 /// Longest tag [`unique_prefix`] keeps.

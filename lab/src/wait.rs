@@ -36,3 +36,56 @@ pub fn wait_until<T>(
         std::thread::sleep(POLL_INTERVAL.min(deadline - now));
     }
 }
+
+/// Reads a value with `read` until `settled` holds of it or `timeout`
+/// elapses, and returns the last value read: the one that settled, or
+/// else the last one, for the caller's assertions to say what differs.
+/// For values read in parts while traffic may still pass (counters of
+/// several maps, a status and its counters).
+pub fn read_settled<T>(
+    timeout: Duration,
+    mut read: impl FnMut() -> T,
+    settled: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = read();
+        let now = Instant::now();
+        if settled(&value) || now >= deadline {
+            return value;
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_settled_returns_the_value_that_settled_or_the_last_one() {
+        let mut reads = 0;
+        let value = read_settled(
+            Duration::from_secs(5),
+            || {
+                reads += 1;
+                reads
+            },
+            |&n| n == 3,
+        );
+        assert_eq!(value, 3);
+
+        let started = Instant::now();
+        let mut reads = 0;
+        let value = read_settled(
+            Duration::from_millis(50),
+            || {
+                reads += 1;
+                reads
+            },
+            |_| false,
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(value, reads, "the last value read");
+    }
+}

@@ -18,7 +18,7 @@ use std::{
 use lb_daemon::dataplane::attach;
 use lb_lab::{
     ADMIN, BalancerConfig, Daemon, EchoBackend, EchoStream, HealthKind, TempDir, Topology,
-    TopologyOptions, http_request, unique_prefix, wait_until,
+    TopologyOptions, http_request, read_settled, unique_prefix, wait_until,
 };
 use support::{e2e::START_TIMEOUT, lb_daemon};
 
@@ -205,15 +205,10 @@ fn kill_and_restart_keeps_streams_flowing_without_losing_a_byte() {
             .map(|c| c.packets)
             .sum()
     };
-    let deadline = Instant::now() + TIMEOUT;
-    let (status, sent) = loop {
-        let status = status_of_lb_a();
-        let sent = sent_by(&status);
-        if status.virtual_servers[0].packets == sent || Instant::now() >= deadline {
-            break (status, sent);
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
+    let status = read_settled(TIMEOUT, status_of_lb_a, |status| {
+        status.virtual_servers[0].packets == sent_by(status)
+    });
+    let sent = sent_by(&status);
     let echo = &status.virtual_servers[0];
     assert_eq!(echo.packets, sent, "every packet sent counted to the VIP");
     assert!(echo.packets > 0 && echo.flows >= 9, "{echo:?}");

@@ -17,7 +17,7 @@ use lb_daemon::dataplane::{
     BackendSpec, Balancer, Forwarding, LoadOptions, VipSpec, XdpMode, attach, maps::Counters,
     programmer::VipId,
 };
-use lb_lab::{HttpBackend, Topology, TopologyOptions, http_get, unique_prefix, wait_until};
+use lb_lab::{HttpBackend, Topology, TopologyOptions, http_get, read_settled, unique_prefix};
 use support::lb_daemon;
 
 const CONNECTIONS: usize = 60;
@@ -128,30 +128,19 @@ fn forwards_real_connections(forwarding: Forwarding, tag: &str) {
             .sum();
         (sent, vip, backends)
     };
-    let mut last = None;
-    let settled = wait_until(
+    let after = read_settled(
         Duration::from_secs(5),
-        "the counters to agree once the traffic settled",
         || {
-            let counters = balancer
+            balancer
                 .maps()
                 .counters()
-                .unwrap_or_else(|error| panic!("reading the counters: {error:#}"));
-            let (sent, vip, backends) = packets(&counters);
-            if vip == sent && backends == sent {
-                return Ok(Some(counters));
-            }
-            last = Some(counters);
-            Ok(None)
+                .unwrap_or_else(|error| panic!("reading the counters: {error:#}"))
+        },
+        |counters| {
+            let (sent, vip, backends) = packets(counters);
+            vip == sent && backends == sent
         },
     );
-    // Never agreeing (the wait timed out: reading them cannot fail here),
-    // the counters are asserted as last read, and the assertions below
-    // say which differ.
-    let after = match settled {
-        Ok(counters) => counters,
-        Err(_) => last.expect("a snapshot read before the wait timed out"),
-    };
     let delta =
         |index: u32| after.stats[index as usize].packets - before.stats[index as usize].packets;
     let (_, vip_packets, backend_packets) = packets(&after);

@@ -31,7 +31,7 @@ use lb_daemon::{
     },
 };
 use lb_lab::{Netns, TempDir, Topology, TopologyOptions, unique_prefix, wait_until};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use support::require_root;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -185,18 +185,24 @@ fn inject(ns: &Netns, packets: &[Vec<u8>]) {
     inject_to(ns, "eth0", GROUP, packets);
 }
 
+/// A raw socket that sends whole IPv4 packets (VRRP, headers included)
+/// out of `interface` of the namespace it is made in, and where to send
+/// them: `dst`.
+fn raw_vrrp_socket(interface: &str, dst: Ipv4Addr) -> std::io::Result<(Socket, SockAddr)> {
+    let socket = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(i32::from(packet::PROTOCOL))),
+    )?;
+    socket.set_header_included_v4(true)?;
+    socket.bind_device(Some(interface.as_bytes()))?;
+    Ok((socket, SocketAddr::V4(SocketAddrV4::new(dst, 0)).into()))
+}
+
 /// Sends `packets` out of `interface` of `ns` to `dst`, 10 ms apart.
 fn inject_to(ns: &Netns, interface: &str, dst: Ipv4Addr, packets: &[Vec<u8>]) {
     ns.enter(|| {
-        let socket = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(i32::from(packet::PROTOCOL))),
-        )
-        .unwrap();
-        socket.set_header_included_v4(true).unwrap();
-        socket.bind_device(Some(interface.as_bytes())).unwrap();
-        let to = SocketAddr::V4(SocketAddrV4::new(dst, 0)).into();
+        let (socket, to) = raw_vrrp_socket(interface, dst).unwrap();
         for packet in packets {
             socket.send_to(packet, &to).unwrap();
             std::thread::sleep(Duration::from_millis(10));
@@ -218,14 +224,7 @@ impl Repeater {
         let thread = {
             let stop = Arc::clone(&stop);
             ns.spawn_thread(move || -> anyhow::Result<u64> {
-                let socket = Socket::new(
-                    Domain::IPV4,
-                    Type::RAW,
-                    Some(Protocol::from(i32::from(packet::PROTOCOL))),
-                )?;
-                socket.set_header_included_v4(true)?;
-                socket.bind_device(Some(b"eth0"))?;
-                let to = SocketAddr::V4(SocketAddrV4::new(GROUP, 0)).into();
+                let (socket, to) = raw_vrrp_socket("eth0", GROUP)?;
                 let until = Instant::now() + Duration::from_secs(60);
                 let mut sent = 0;
                 while !stop.load(Ordering::SeqCst) && Instant::now() < until {
