@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     admin::client,
-    status::{Health, Status, VirtualServerStatus, VrrpStatus},
+    status::{CheckCounts, Health, Status, VirtualServerStatus, VrrpStatus},
 };
 
 /// Bound on the whole request, connect included.
@@ -71,7 +71,14 @@ pub fn render(status: &Status) -> String {
             format!("{}/{} active", vs.active_backends(), vs.backends.len()),
         ]);
         out.push_str(&table.render(""));
-        let mut backends = Table::new(&["BACKEND", "HEALTH", "WEIGHT", "DRAINED", "PACKETS"]);
+        let mut backends = Table::new(&[
+            "BACKEND",
+            "HEALTH",
+            "WEIGHT",
+            "DRAINED",
+            "PACKETS",
+            "CHECKS OK/FAIL/TIMEOUT",
+        ]);
         for backend in &vs.backends {
             backends.row(vec![
                 backend.address.to_string(),
@@ -83,6 +90,7 @@ pub fn render(status: &Status) -> String {
                 backend.weight.to_string(),
                 if backend.drained { "yes" } else { "no" }.to_owned(),
                 backend.packets.to_string(),
+                checks(&backend.checks),
             ]);
         }
         out.push_str(&backends.render("  "));
@@ -119,6 +127,14 @@ fn vip(vs: &VirtualServerStatus) -> String {
         std::net::IpAddr::V4(address) => format!("{address}:{port}/{}", vs.protocol),
         std::net::IpAddr::V6(address) => format!("[{address}]:{port}/{}", vs.protocol),
     }
+}
+
+/// A backend's checks by result, `-` if it has none (not checked).
+fn checks(counts: &CheckCounts) -> String {
+    if *counts == CheckCounts::default() {
+        return "-".to_owned();
+    }
+    format!("{}/{}/{}", counts.success, counts.failure, counts.timeout)
 }
 
 fn vrrp_row(instance: &VrrpStatus) -> Vec<String> {
@@ -190,15 +206,15 @@ lb-daemon 0.1.0  XDP on eth0 (driver, program 42)
 
 VIRTUAL SERVER  VIP                FORWARDING  PACKETS  FLOWS  BACKENDS
 web             192.0.2.10:80/tcp  tunnel      1500     30     1/3 active
-  BACKEND    HEALTH  WEIGHT  DRAINED  PACKETS
-  10.0.0.11  up      100     no       1000
-  10.0.0.12  up      50      yes      500
-  10.0.0.13  DOWN    100     no       0
+  BACKEND    HEALTH  WEIGHT  DRAINED  PACKETS  CHECKS OK/FAIL/TIMEOUT
+  10.0.0.11  up      100     no       1000     12/0/0
+  10.0.0.12  up      50      yes      500      -
+  10.0.0.13  DOWN    100     no       0        4/3/2
 
 VIRTUAL SERVER  VIP                   FORWARDING  PACKETS  FLOWS  BACKENDS
 dns6            [2001:db8::53]:*/udp  dsr         7        2      1/1 active
-  BACKEND        HEALTH  WEIGHT  DRAINED  PACKETS
-  2001:db8:1::1  up      1       no       7
+  BACKEND        HEALTH  WEIGHT  DRAINED  PACKETS  CHECKS OK/FAIL/TIMEOUT
+  2001:db8:1::1  up      1       no       7        -
 
 VRRP INSTANCE  INTERFACE  VRID  STATE   PRIORITY  MASTER
 VI_1           eth0       51    master  150/90    10.0.0.2
