@@ -290,14 +290,8 @@ pub(super) fn record(group: &Group, done: Done) -> Option<Report> {
         (changed, member.state.streak())
     };
     let virtual_server = &group.virtual_server;
-    match changed {
-        Some(health) => {
-            tracing::info!(%virtual_server, backend = %address, ?health, %result, "backend health changed");
-        }
-        None => {
-            tracing::debug!(%virtual_server, backend = %address, %result, streak, "health check");
-        }
-    }
+    // The daemon logs a change of verdict when it applies it.
+    tracing::debug!(%virtual_server, backend = %address, %result, streak, ?changed, "health check");
     Some(Report {
         virtual_server: Arc::clone(virtual_server),
         backend: address,
