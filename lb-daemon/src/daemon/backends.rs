@@ -228,13 +228,19 @@ weight = 0
         config::parse(text, "test.toml").unwrap()
     }
 
+    /// The state of every backend of `config`, new.
+    fn synced(config: &Config) -> Backends {
+        let mut backends = Backends::default();
+        backends.sync(config);
+        backends
+    }
+
     #[test]
     fn backends_take_packets_when_healthy_and_resolved_and_new_flows_when_weighted() {
         let config = config(&web());
         let vs = &config.virtual_servers[0];
         let (a, b) = (vs.backends[0].address, vs.backends[1].address);
-        let mut backends = Backends::default();
-        backends.sync(&config);
+        let mut backends = synced(&config);
 
         let (spec, specs) = backends.specs(vs);
         assert_eq!(spec.id.port, 80);
@@ -272,8 +278,7 @@ weight = 0
         let old = config(&web());
         let vs = &old.virtual_servers[0];
         let (a, b) = (vs.backends[0].address, vs.backends[1].address);
-        let mut backends = Backends::default();
-        backends.sync(&old);
+        let mut backends = synced(&old);
         let report = |backend, result: CheckResult, changed| Report {
             virtual_server: "web".into(),
             backend,
@@ -314,8 +319,7 @@ weight = 0
     #[test]
     fn sync_keeps_known_backends_and_forgets_removed_ones() {
         let old = config(&web());
-        let mut backends = Backends::default();
-        backends.sync(&old);
+        let mut backends = synced(&old);
         let a = old.virtual_servers[0].backends[0].address;
         let b = old.virtual_servers[0].backends[1].address;
         backends.get_mut("web", a).unwrap().drained = true;

@@ -741,6 +741,11 @@ mod tests {
         }
     }
 
+    /// Backends .11, .12 and .13, of weight 100.
+    fn three_backends() -> [BackendSpec; 3] {
+        [backend(11, 100), backend(12, 100), backend(13, 100)]
+    }
+
     fn active_meta(p: &Programmer<MemoryMaps>, spec: &VipSpec) -> VipMeta {
         p.maps().vips[&vip_key(&spec.id, VIP_KIND_PORT)]
     }
@@ -783,7 +788,7 @@ mod tests {
     fn changes_flip_rings_and_write_only_changed_slots() {
         let mut p = programmer();
         let spec = vip(80);
-        let three = [backend(11, 100), backend(12, 100), backend(13, 100)];
+        let three = three_backends();
         p.set(spec, &three).unwrap();
         let first_ring = active_meta(&p, &spec).ring_id;
         p.set(spec, &three[..2]).unwrap();
@@ -874,7 +879,7 @@ mod tests {
     fn the_virtual_servers_counter_is_written_once_per_change() {
         let mut p = programmer();
         let web = vip(80);
-        let three = [backend(11, 100), backend(12, 100), backend(13, 100)];
+        let three = three_backends();
         p.set(web, &three).unwrap();
         for (packets, b) in (1..).zip(&three) {
             let id = p.backend_id(&web.id, &b.address).unwrap();
